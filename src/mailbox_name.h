@@ -1,0 +1,31 @@
+// Mailbox names as the mount and the backends see them: UTF-8, '/' between
+// levels, "INBOX" for the inbox whatever its spelling.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "src/status.h"
+
+namespace mailfs {
+
+inline constexpr char kDelimiter = '/';
+inline constexpr std::string_view kInbox = "INBOX";
+
+// Checks and normalizes a name: valid UTF-8; no empty level, no leading or
+// trailing '/'; no level that starts with '.' (reserved on the mount); no
+// control characters; a first level spelled inbox in any case becomes
+// "INBOX". Fails with kInvalidName.
+Result<std::string> NormalizeMailboxName(std::string_view name);
+
+bool IsInbox(std::string_view normalized_name);
+// "A/B/C" -> "A/B"; "A" -> "".
+std::string_view ParentName(std::string_view name);
+// "A/B/C" -> "C".
+std::string_view LeafName(std::string_view name);
+// True if `name` is `ancestor` or below it.
+bool IsSameOrBelow(std::string_view name, std::string_view ancestor);
+// Joins a parent ("" for the top) and a leaf.
+std::string JoinMailboxName(std::string_view parent, std::string_view leaf);
+
+}  // namespace mailfs
