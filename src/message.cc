@@ -33,7 +33,9 @@ Result<size_t> StringContent::ReadAt(uint64_t offset, std::span<char> out) const
 Result<size_t> FdContent::ReadAt(uint64_t offset, std::span<char> out) const {
   size_t done = 0;
   while (done < out.size() && offset + done < size_) {
-    ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, offset + done);
+    // Never past size_: the reader stands for exactly that many bytes.
+    size_t want = std::min<uint64_t>(out.size() - done, size_ - offset - done);
+    ssize_t n = ::pread(fd_, out.data() + done, want, offset + done);
     if (n < 0) {
       if (errno == EINTR) continue;
       return Status::Io(fmt::format("read: {}", std::strerror(errno)));
