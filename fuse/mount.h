@@ -25,6 +25,9 @@ struct MountOptions {
   // Detach from the terminal after mounting (fuse_daemonize), as a mount
   // helper must; errors found before that still reach the caller.
   bool daemonize = false;
+  // Unmount cleanly on SIGINT/SIGTERM/SIGHUP (for the command line; a
+  // process holds one such mount at most).
+  bool handle_signals = false;
   // Extra FUSE mount options ("-o allow_other" and such), passed through.
   std::vector<std::string> fuse_args;
 };

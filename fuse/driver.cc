@@ -1,0 +1,1713 @@
+#include "fuse/driver.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "src/mailbox_name.h"
+
+namespace mailfs {
+namespace {
+
+constexpr std::string_view kAttrPrefix = "user.mail.";
+constexpr std::string_view kKeywordPrefix = "keyword.";
+constexpr size_t kMessageHeadBytes = 1024;
+
+// "17.eml" -> 17; anything else (leading zeros, 0, overflow) -> 0.
+uint32_t CanonicalUid(std::string_view name) {
+  if (name.size() < 5 || name.substr(name.size() - 4) != ".eml") return 0;
+  std::string_view digits = name.substr(0, name.size() - 4);
+  if (digits.empty() || digits.front() == '0') return 0;
+  uint32_t uid = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), uid);
+  if (ec != std::errc() || end != digits.data() + digits.size()) return 0;
+  return uid;
+}
+
+std::string CanonicalName(uint32_t uid) { return fmt::format("{}.eml", uid); }
+
+bool IsScratchName(std::string_view name) { return !name.empty() && name.front() == '.'; }
+
+// 2026-11-27T10:27:42Z
+std::string FormatDate(UnixSeconds t) {
+  time_t tt = static_cast<time_t>(t);
+  struct tm tm {};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Accepts what FormatDate writes, an offset instead of Z ("+02:00"), or
+// plain seconds since the epoch.
+bool ParseDate(std::string_view text, UnixSeconds* out) {
+  std::string s(text);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  if (!s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+    return ec == std::errc() && end == s.data() + s.size();
+  }
+  struct tm tm {};
+  const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr) return false;
+  int64_t offset = 0;
+  if (*rest == 'Z' && rest[1] == '\0') {
+  } else if ((*rest == '+' || *rest == '-') && strlen(rest) == 6 && rest[3] == ':') {
+    int hh = (rest[1] - '0') * 10 + (rest[2] - '0');
+    int mm = (rest[4] - '0') * 10 + (rest[5] - '0');
+    offset = (hh * 3600 + mm * 60) * (*rest == '+' ? 1 : -1);
+  } else {
+    return false;
+  }
+  *out = static_cast<UnixSeconds>(timegm(&tm)) - offset;
+  return true;
+}
+
+int64_t Now() { return static_cast<int64_t>(time(nullptr)); }
+
+int ErrnoOf(const Status& status) {
+  if (!status.ok() && (status.code() == ErrorCode::kIo || status.code() == ErrorCode::kCorrupt ||
+                       status.code() == ErrorCode::kUnavailable)) {
+    spdlog::error("{}", status.ToString());
+  }
+  return ToErrno(status);
+}
+
+}  // namespace
+
+struct Driver::PendingFile {
+  enum class State { kOpen, kCommitting, kStored, kDiscarded };
+
+  ~PendingFile() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  Ino ino = 0;
+  Ino parent = 0;
+  std::string name;
+  bool scratch = false;
+  int fd = -1;  // the spool file, unnamed (O_TMPFILE)
+  FlagSet flags;
+  int64_t mtime = 0;
+  pid_t creator = 0;
+  int writers = 0;          // open writable handles
+  int unflushed_writers = 0;  // of those, not closed since their last write
+  State state = State::kOpen;
+};
+
+struct Driver::Node {
+  NodeKind kind;
+  uint64_t lookups = 0;
+  std::string mailbox_name;  // kDirectory: the mailbox's current name
+  uint32_t key = 0;          // kMessage
+  uint32_t uid = 0;          // kMessage
+  std::shared_ptr<PendingFile> pending;  // kPending
+};
+
+struct Driver::MailboxRef {
+  std::shared_ptr<MailboxData> data;
+  bool recent_claimed = false;
+  std::set<uint32_t> recent;  // \Recent in this mount's session
+  // Names given to messages by mv/cp within the mount; they keep resolving.
+  std::map<std::string, uint32_t, std::less<>> aliases;
+};
+
+struct Driver::FileHandle {
+  std::shared_ptr<const ContentReader> reader;  // a stored message
+  std::shared_ptr<PendingFile> pending;         // a file being written
+  bool writable = false;
+  bool flushed = false;
+};
+
+struct Driver::DirHandle {
+  struct Item {
+    std::string name;
+    NodeKind kind;
+    Ino ino = 0;
+    MessageInfo info;  // kMessage
+    uint32_t key = 0;  // kMessage
+    bool readonly = false;  // kDirectory
+  };
+  Ino ino = 0;
+  bool readonly = false;
+  std::vector<Item> items;
+};
+
+struct Driver::Resolved {
+  NodeKind kind = NodeKind::kRoot;
+  Ino ino = 0;
+  std::string mailbox_name;  // kDirectory: the child mailbox's name
+  std::shared_ptr<MailboxData> data;  // kMessage
+  uint32_t key = 0;
+  uint32_t uid = 0;
+  MessageInfo info;
+  std::shared_ptr<PendingFile> pending;  // kPending
+};
+
+Driver::Driver(std::shared_ptr<MailboxSet> store, DriverOptions options)
+    : store_(std::move(store)),
+      options_(std::move(options)),
+      owner_uid_(getuid()),
+      owner_gid_(getgid()),
+      mount_time_(Now()) {
+  AddNode(kRootIno, NodeKind::kRoot);
+}
+
+Driver::~Driver() = default;
+
+// ---------------------------------------------------------------------------
+// Tables
+
+Driver::Node* Driver::FindNode(Ino ino) {
+  auto it = nodes_.find(ino);
+  return it == nodes_.end() ? nullptr : it->second.get();
+}
+
+Driver::Node& Driver::AddNode(Ino ino, NodeKind kind) {
+  auto& slot = nodes_[ino];
+  if (!slot) {
+    slot = std::make_unique<Node>();
+    slot->kind = kind;
+  }
+  return *slot;
+}
+
+Ino Driver::DirectoryIno(const std::string& mailbox_name) {
+  auto [it, inserted] = directory_inos_.try_emplace(mailbox_name, 0);
+  if (inserted) {
+    it->second = next_ino_++;
+    Node& node = AddNode(it->second, NodeKind::kDirectory);
+    node.mailbox_name = mailbox_name;
+  }
+  return it->second;
+}
+
+uint32_t Driver::RefKey(const std::shared_ptr<MailboxData>& data) {
+  auto identity = std::make_pair(data->mailbox_id(), data->uid_validity());
+  auto [it, inserted] = ref_keys_.try_emplace(identity, 0);
+  if (inserted) {
+    refs_.push_back(std::make_unique<MailboxRef>());
+    refs_.back()->data = data;
+    it->second = static_cast<uint32_t>(refs_.size());
+  }
+  return it->second;
+}
+
+Ino Driver::MessageIno(uint32_t key, uint32_t uid) const {
+  Ino ino = (static_cast<Ino>(key) << 32) | uid;
+  auto it = message_ino_override_.find(ino);
+  return it == message_ino_override_.end() ? ino : it->second;
+}
+
+void Driver::CountLookup(Ino ino) {
+  Node* node = FindNode(ino);
+  if (node != nullptr) ++node->lookups;
+}
+
+void Driver::Forget(Ino ino, uint64_t count) {
+  std::lock_guard lock(mu_);
+  Node* node = FindNode(ino);
+  if (node == nullptr) {
+    if (ino == kRootIno) return;
+    spdlog::critical("forget of unknown inode {}", ino);
+    std::abort();
+  }
+  if (node->lookups < count) {
+    spdlog::critical("lookup count underflow on inode {}: {} < {}", ino, node->lookups, count);
+    std::abort();
+  }
+  node->lookups -= count;
+  if (node->lookups > 0) return;
+  // Directories keep their number for the life of the mount; messages are
+  // numbered by identity and files being written by their table entry.
+  if (node->kind == NodeKind::kMessage ||
+      (node->kind == NodeKind::kPending &&
+       node->pending->state == PendingFile::State::kDiscarded)) {
+    nodes_.erase(ino);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Resolution
+
+int Driver::DirectoryName(Ino ino, std::string* name) {
+  std::lock_guard lock(mu_);
+  Node* node = FindNode(ino);
+  if (node == nullptr) return ENOENT;
+  switch (node->kind) {
+    case NodeKind::kRoot: name->clear(); return 0;
+    case NodeKind::kDirectory: *name = node->mailbox_name; return 0;
+    default: return ENOTDIR;
+  }
+}
+
+int Driver::ResolveMailbox(const std::string& name, std::shared_ptr<MailboxData>* data,
+                           uint32_t* key) {
+  if (name.empty()) return ENOENT;
+  auto mailbox = store_->GetMailbox(name);
+  if (!mailbox.ok()) return ErrnoOf(mailbox.status());
+  *data = *mailbox;
+  {
+    std::lock_guard lock(mu_);
+    *key = RefKey(*data);
+  }
+  ClaimRecentOnce(*key, *data);
+  return 0;
+}
+
+void Driver::ClaimRecentOnce(uint32_t key, const std::shared_ptr<MailboxData>& data) {
+  {
+    std::lock_guard lock(mu_);
+    MailboxRef& ref = *refs_[key - 1];
+    if (ref.recent_claimed) return;
+    ref.recent_claimed = true;
+  }
+  auto claimed = data->ClaimRecent();
+  if (!claimed.ok()) {
+    spdlog::warn("claiming \\Recent: {}", claimed.status().ToString());
+    return;
+  }
+  std::lock_guard lock(mu_);
+  refs_[key - 1]->recent.insert(claimed->begin(), claimed->end());
+}
+
+bool Driver::MailboxOrParentExists(const std::string& name) {
+  auto names = store_->ListMailboxes();
+  if (!names.ok()) return false;
+  for (const auto& m : *names) {
+    if (IsSameOrBelow(m, name)) return true;
+  }
+  return false;
+}
+
+int Driver::ResolveChild(Ino parent, std::string_view name, Resolved* out) {
+  std::string parent_name;
+  if (int err = DirectoryName(parent, &parent_name)) return err;
+  std::string name_str(name);
+
+  if (parent != kRootIno) {
+    std::shared_ptr<MailboxData> data;
+    uint32_t key = 0;
+    if (ResolveMailbox(parent_name, &data, &key) == 0) {
+      uint32_t uid = CanonicalUid(name);
+      if (uid == 0) {
+        std::lock_guard lock(mu_);
+        auto& aliases = refs_[key - 1]->aliases;
+        auto it = aliases.find(name);
+        if (it != aliases.end()) uid = it->second;
+      }
+      if (uid != 0) {
+        auto info = data->Get(uid);
+        if (info.ok()) {
+          out->kind = NodeKind::kMessage;
+          out->data = data;
+          out->key = key;
+          out->uid = uid;
+          out->info = *info;
+          std::lock_guard lock(mu_);
+          out->ino = MessageIno(key, uid);
+          return 0;
+        }
+        if (info.status().code() != ErrorCode::kNotFound &&
+            info.status().code() != ErrorCode::kExpunged) {
+          return ErrnoOf(info.status());
+        }
+      }
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    auto it = pending_.find(std::make_pair(parent, name_str));
+    if (it != pending_.end()) {
+      out->kind = NodeKind::kPending;
+      out->pending = it->second;
+      out->ino = it->second->ino;
+      return 0;
+    }
+  }
+  std::string child = JoinMailboxName(parent_name, name);
+  auto normalized = NormalizeMailboxName(child);
+  if (normalized.ok() && *normalized == child && MailboxOrParentExists(child)) {
+    out->kind = NodeKind::kDirectory;
+    out->mailbox_name = child;
+    std::lock_guard lock(mu_);
+    out->ino = DirectoryIno(child);
+    return 0;
+  }
+  return ENOENT;
+}
+
+int Driver::MessageByNode(Ino ino, std::shared_ptr<MailboxData>* data, uint32_t* uid) {
+  std::lock_guard lock(mu_);
+  Node* node = FindNode(ino);
+  if (node == nullptr) return ENOENT;
+  if (node->kind != NodeKind::kMessage) return EINVAL;
+  *data = refs_[node->key - 1]->data;
+  *uid = node->uid;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Attributes
+
+void Driver::FillDirectoryAttr(Ino ino, bool readonly, struct stat* st) const {
+  *st = {};
+  st->st_ino = ino;
+  st->st_mode = S_IFDIR | (readonly ? 0555 : 0755);
+  st->st_nlink = 2;
+  st->st_uid = owner_uid_;
+  st->st_gid = owner_gid_;
+  st->st_blksize = 4096;
+  st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = mount_time_;
+}
+
+void Driver::FillMessageAttr(Ino ino, const MessageInfo& info, bool readonly,
+                             struct stat* st) const {
+  *st = {};
+  st->st_ino = ino;
+  st->st_mode = S_IFREG | (readonly ? 0444 : 0644);
+  st->st_nlink = 1;
+  st->st_uid = owner_uid_;
+  st->st_gid = owner_gid_;
+  st->st_size = static_cast<off_t>(info.size);
+  st->st_blksize = 4096;
+  st->st_blocks = static_cast<blkcnt_t>((info.size + 511) / 512);
+  st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = info.internal_date;
+}
+
+int Driver::FillPendingAttr(const PendingFile& file, struct stat* st) const {
+  struct stat spool {};
+  if (::fstat(file.fd, &spool) != 0) return errno;
+  *st = {};
+  st->st_mode = S_IFREG | 0644;
+  st->st_nlink = 1;
+  st->st_uid = owner_uid_;
+  st->st_gid = owner_gid_;
+  st->st_size = spool.st_size;
+  st->st_blksize = 4096;
+  st->st_blocks = spool.st_blocks;
+  st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = file.mtime;
+  return 0;
+}
+
+int Driver::EntryForMessage(uint32_t key, const std::shared_ptr<MailboxData>& data,
+                            const MessageInfo& info, EntryReply* out) {
+  std::lock_guard lock(mu_);
+  out->ino = MessageIno(key, info.uid);
+  Node& node = AddNode(out->ino, NodeKind::kMessage);
+  if (node.kind == NodeKind::kMessage) {
+    node.key = key;
+    node.uid = info.uid;
+  }
+  ++node.lookups;
+  FillMessageAttr(out->ino, info, data->readonly(), &out->attr);
+  out->entry_timeout = options_.entry_timeout;
+  out->attr_timeout = options_.attr_timeout;
+  return 0;
+}
+
+int Driver::Lookup(Ino parent, std::string_view name, EntryReply* out) {
+  Resolved r;
+  if (int err = ResolveChild(parent, name, &r)) return err;
+  switch (r.kind) {
+    case NodeKind::kMessage:
+      return EntryForMessage(r.key, r.data, r.info, out);
+    case NodeKind::kPending: {
+      std::lock_guard lock(mu_);
+      if (int err = FillPendingAttr(*r.pending, &out->attr)) return err;
+      out->ino = out->attr.st_ino = r.ino;
+      CountLookup(r.ino);
+      return 0;  // timeouts 0: size changes while it is written
+    }
+    case NodeKind::kDirectory: {
+      std::shared_ptr<MailboxData> data;
+      uint32_t key = 0;
+      bool readonly = ResolveMailbox(r.mailbox_name, &data, &key) == 0 && data->readonly();
+      std::lock_guard lock(mu_);
+      FillDirectoryAttr(r.ino, readonly, &out->attr);
+      out->ino = r.ino;
+      out->entry_timeout = options_.entry_timeout;
+      out->attr_timeout = options_.attr_timeout;
+      CountLookup(r.ino);
+      return 0;
+    }
+    case NodeKind::kRoot: break;
+  }
+  return ENOENT;
+}
+
+int Driver::GetAttr(Ino ino, struct stat* out, double* timeout) {
+  NodeKind kind;
+  std::string mailbox_name;
+  std::shared_ptr<PendingFile> pending;
+  {
+    std::lock_guard lock(mu_);
+    Node* node = FindNode(ino);
+    if (node == nullptr) return ENOENT;
+    kind = node->kind;
+    mailbox_name = node->mailbox_name;
+    pending = node->pending;
+  }
+  *timeout = options_.attr_timeout;
+  switch (kind) {
+    case NodeKind::kRoot:
+      FillDirectoryAttr(ino, false, out);
+      return 0;
+    case NodeKind::kDirectory: {
+      std::shared_ptr<MailboxData> data;
+      uint32_t key = 0;
+      if (ResolveMailbox(mailbox_name, &data, &key) == 0) {
+        FillDirectoryAttr(ino, data->readonly(), out);
+        return 0;
+      }
+      if (!MailboxOrParentExists(mailbox_name)) return ENOENT;
+      FillDirectoryAttr(ino, false, out);
+      return 0;
+    }
+    case NodeKind::kMessage: {
+      std::shared_ptr<MailboxData> data;
+      uint32_t uid = 0;
+      if (int err = MessageByNode(ino, &data, &uid)) return err;
+      auto info = data->Get(uid);
+      if (!info.ok()) return ErrnoOf(info.status());
+      FillMessageAttr(ino, *info, data->readonly(), out);
+      return 0;
+    }
+    case NodeKind::kPending: {
+      std::lock_guard lock(mu_);
+      if (pending->state == PendingFile::State::kDiscarded) return ENOENT;
+      *timeout = 0;
+      if (int err = FillPendingAttr(*pending, out)) return err;
+      out->st_ino = ino;
+      return 0;
+    }
+  }
+  return ENOENT;
+}
+
+int Driver::SetAttr(Ino ino, const SetAttrRequest& request, struct stat* out, double* timeout) {
+  std::shared_ptr<PendingFile> pending;
+  {
+    std::lock_guard lock(mu_);
+    Node* node = FindNode(ino);
+    if (node == nullptr) return ENOENT;
+    if (node->kind == NodeKind::kPending) pending = node->pending;
+    if (node->kind == NodeKind::kMessage && request.set_size) return EACCES;
+  }
+  if (pending) {
+    if (request.set_size) {
+      if (pending->state != PendingFile::State::kOpen) return EACCES;
+      if (::ftruncate(pending->fd, static_cast<off_t>(request.size)) != 0) return errno;
+    }
+    if (request.set_mtime) {
+      std::lock_guard lock(mu_);
+      pending->mtime = request.mtime;
+    }
+  }
+  // Mail has no owners or modes, and a stored message's internal date is
+  // fixed: chmod, chown and utimens on stored messages are accepted and
+  // change nothing, so cp -a, rsync -a and tar -x complete.
+  return GetAttr(ino, out, timeout);
+}
+
+// ---------------------------------------------------------------------------
+// Directories
+
+int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle) {
+  std::string name;
+  if (int err = DirectoryName(ino, &name)) return err;
+  auto dir = std::make_unique<DirHandle>();
+  dir->ino = ino;
+
+  auto names = store_->ListMailboxes();
+  if (!names.ok()) return ErrnoOf(names.status());
+  std::set<std::string> children;
+  for (const auto& m : *names) {
+    if (!name.empty() && !(IsSameOrBelow(m, name) && m.size() > name.size())) continue;
+    std::string_view rest = std::string_view(m).substr(name.empty() ? 0 : name.size() + 1);
+    children.emplace(rest.substr(0, rest.find(kDelimiter)));
+  }
+  if (!name.empty() && children.empty() &&
+      std::find(names->begin(), names->end(), name) == names->end()) {
+    return ENOENT;  // deleted
+  }
+
+  std::shared_ptr<MailboxData> data;
+  uint32_t key = 0;
+  std::vector<MessageInfo> messages;
+  if (!name.empty() && ResolveMailbox(name, &data, &key) == 0) {
+    auto found = data->Find(1, UINT32_MAX);
+    if (!found.ok()) return ErrnoOf(found.status());
+    messages = std::move(*found);
+    dir->readonly = data->readonly();
+  }
+
+  std::vector<bool> child_readonly;
+  for (const auto& child : children) {
+    std::shared_ptr<MailboxData> child_data;
+    uint32_t child_key = 0;
+    child_readonly.push_back(ResolveMailbox(JoinMailboxName(name, child), &child_data,
+                                            &child_key) == 0 &&
+                             child_data->readonly());
+  }
+
+  std::lock_guard lock(mu_);
+  size_t child_index = 0;
+  for (const auto& child : children) {
+    std::string full = JoinMailboxName(name, child);
+    dir->items.push_back({child, NodeKind::kDirectory, DirectoryIno(full), {}, 0,
+                          child_readonly[child_index++]});
+  }
+  dir->items.reserve(dir->items.size() + messages.size());
+  for (auto& info : messages) {
+    Ino message_ino = MessageIno(key, info.uid);
+    dir->items.push_back(
+        {CanonicalName(info.uid), NodeKind::kMessage, message_ino, std::move(info), key, false});
+  }
+  // The caller's own files in progress and scratch files.
+  for (auto it = pending_.lower_bound(std::make_pair(ino, std::string()));
+       it != pending_.end() && it->first.first == ino; ++it) {
+    if (it->second->creator == caller) {
+      dir->items.push_back({it->first.second, NodeKind::kPending, it->second->ino, {}, 0, false});
+    }
+  }
+  *handle = reinterpret_cast<uint64_t>(dir.release());
+  return 0;
+}
+
+int Driver::ReadDir(Ino ino, uint64_t handle, uint64_t offset, bool plus, const DirFiller& add) {
+  auto* dir = reinterpret_cast<DirHandle*>(handle);
+  const size_t total = dir->items.size() + 2;
+  for (uint64_t index = offset; index < total; ++index) {
+    EntryReply entry;
+    std::string_view name;
+    if (index < 2) {
+      name = index == 0 ? "." : "..";
+      entry.attr.st_ino = ino;
+      entry.attr.st_mode = S_IFDIR;
+      if (!add(name, entry, index + 1)) break;
+      continue;
+    }
+    const DirHandle::Item& item = dir->items[index - 2];
+    name = item.name;
+    std::shared_ptr<PendingFile> pending;
+    {
+      std::lock_guard lock(mu_);
+      switch (item.kind) {
+        case NodeKind::kDirectory: FillDirectoryAttr(item.ino, item.readonly, &entry.attr); break;
+        case NodeKind::kMessage:
+          FillMessageAttr(item.ino, item.info, dir->readonly, &entry.attr);
+          break;
+        case NodeKind::kPending: {
+          Node* node = FindNode(item.ino);
+          if (node == nullptr || node->kind != NodeKind::kPending) continue;
+          pending = node->pending;
+          if (FillPendingAttr(*pending, &entry.attr) != 0) continue;
+          entry.attr.st_ino = item.ino;
+          break;
+        }
+        case NodeKind::kRoot: continue;
+      }
+    }
+    if (plus) {
+      entry.ino = item.ino;
+      if (item.kind != NodeKind::kPending) {
+        entry.entry_timeout = options_.entry_timeout;
+        entry.attr_timeout = options_.attr_timeout;
+      }
+    }
+    if (!add(name, entry, index + 1)) break;
+    if (plus) {
+      std::lock_guard lock(mu_);
+      Node& node = AddNode(item.ino, item.kind);
+      if (item.kind == NodeKind::kMessage && node.kind == NodeKind::kMessage) {
+        node.key = item.key;
+        node.uid = item.info.uid;
+      }
+      ++node.lookups;
+    }
+  }
+  return 0;
+}
+
+void Driver::ReleaseDir(uint64_t handle) { delete reinterpret_cast<DirHandle*>(handle); }
+
+int Driver::Mkdir(Ino parent, std::string_view name, EntryReply* out) {
+  std::string parent_name;
+  if (int err = DirectoryName(parent, &parent_name)) return err;
+  std::shared_ptr<MailboxData> parent_data;
+  uint32_t parent_key = 0;
+  if (ResolveMailbox(parent_name, &parent_data, &parent_key) == 0 && parent_data->readonly()) {
+    return EROFS;
+  }
+  std::string full = JoinMailboxName(parent_name, name);
+  auto normalized = NormalizeMailboxName(full);
+  if (!normalized.ok()) return ErrnoOf(normalized.status());
+  if (*normalized != full) return EEXIST;  // "inbox" at the top is INBOX
+  auto added = store_->AddMailbox(full);
+  if (!added.ok()) return ErrnoOf(added.status());
+  std::lock_guard lock(mu_);
+  out->ino = DirectoryIno(full);
+  FillDirectoryAttr(out->ino, false, &out->attr);
+  out->entry_timeout = options_.entry_timeout;
+  out->attr_timeout = options_.attr_timeout;
+  CountLookup(out->ino);
+  return 0;
+}
+
+int Driver::Rmdir(Ino parent, std::string_view name) {
+  Resolved r;
+  if (int err = ResolveChild(parent, name, &r)) return err;
+  if (r.kind != NodeKind::kDirectory) return ENOTDIR;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pending_.lower_bound(std::make_pair(r.ino, std::string()));
+    if (it != pending_.end() && it->first.first == r.ino) return ENOTEMPTY;
+  }
+  Status deleted = store_->DeleteMailbox(r.mailbox_name);
+  if (deleted.code() == ErrorCode::kNotFound && MailboxOrParentExists(r.mailbox_name)) {
+    return ENOTEMPTY;  // a \Noselect parent: it has children
+  }
+  if (!deleted.ok()) return ErrnoOf(deleted);
+  std::lock_guard lock(mu_);
+  directory_inos_.erase(r.mailbox_name);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Messages: unlink, rename, link
+
+int Driver::ExpungeName(uint32_t key, const std::shared_ptr<MailboxData>& data, uint32_t uid) {
+  if (data->readonly()) return EROFS;
+  uint32_t uids[] = {uid};
+  Status deleted = data->Delete(uids);
+  if (!deleted.ok()) return ErrnoOf(deleted);
+  std::lock_guard lock(mu_);
+  MailboxRef& ref = *refs_[key - 1];
+  ref.recent.erase(uid);
+  std::erase_if(ref.aliases, [uid](const auto& alias) { return alias.second == uid; });
+  return 0;
+}
+
+int Driver::Unlink(Ino parent, std::string_view name) {
+  Resolved r;
+  if (int err = ResolveChild(parent, name, &r)) return err;
+  switch (r.kind) {
+    case NodeKind::kMessage: return ExpungeName(r.key, r.data, r.uid);
+    case NodeKind::kPending: DiscardPending(r.pending, false); return 0;
+    case NodeKind::kDirectory: return EISDIR;
+    case NodeKind::kRoot: break;
+  }
+  return ENOENT;
+}
+
+int Driver::Rename(Ino parent, std::string_view name, Ino new_parent, std::string_view new_name,
+                   unsigned flags) {
+  if (flags & RENAME_EXCHANGE) return EINVAL;
+  Resolved source;
+  if (int err = ResolveChild(parent, name, &source)) return err;
+  switch (source.kind) {
+    case NodeKind::kDirectory: return RenameMailbox(parent, name, new_parent, new_name, flags);
+    case NodeKind::kMessage: return RenameMessage(source, new_parent, new_name, flags);
+    case NodeKind::kPending: return RenamePending(source, new_parent, new_name, flags);
+    case NodeKind::kRoot: break;
+  }
+  return ENOENT;
+}
+
+int Driver::RenameMailbox(Ino parent, std::string_view name, Ino new_parent,
+                          std::string_view new_name, unsigned flags) {
+  std::string parent_name, new_parent_name;
+  if (int err = DirectoryName(parent, &parent_name)) return err;
+  if (int err = DirectoryName(new_parent, &new_parent_name)) return err;
+  std::string before = JoinMailboxName(parent_name, name);
+  std::string after = JoinMailboxName(new_parent_name, new_name);
+  auto normalized = NormalizeMailboxName(after);
+  if (!normalized.ok()) return ErrnoOf(normalized.status());
+  if (*normalized != after) return EEXIST;
+
+  Resolved target;
+  if (ResolveChild(new_parent, new_name, &target) == 0) {
+    if (flags & RENAME_NOREPLACE) return EEXIST;
+    if (target.kind != NodeKind::kDirectory) return ENOTDIR;
+    std::shared_ptr<MailboxData> data;
+    uint32_t key = 0;
+    bool has_messages = false;
+    if (ResolveMailbox(target.mailbox_name, &data, &key) == 0) {
+      auto snapshot = data->Snapshot();
+      has_messages = snapshot.ok() && snapshot->exists > 0;
+    }
+    auto names = store_->ListMailboxes();
+    bool has_children =
+        names.ok() && std::any_of(names->begin(), names->end(), [&](const std::string& m) {
+          return m != target.mailbox_name && IsSameOrBelow(m, target.mailbox_name);
+        });
+    return has_messages || has_children ? ENOTEMPTY : EEXIST;
+  }
+
+  Status renamed = store_->RenameMailbox(before, after);
+  if (!renamed.ok()) return ErrnoOf(renamed);
+
+  std::lock_guard lock(mu_);
+  if (IsInbox(before)) {
+    // Only INBOX's messages moved: its inode now names `after`; its
+    // children stay under INBOX, so the kernel must forget them under the
+    // renamed directory.
+    Ino moved = directory_inos_[before];
+    directory_inos_.erase(before);
+    directory_inos_[after] = moved;
+    FindNode(moved)->mailbox_name = after;
+    for (const auto& [dir_name, dir_ino] : directory_inos_) {
+      if (IsSameOrBelow(dir_name, before) && ParentName(dir_name) == before) {
+        queued_invalidations_.push_back(
+            {Invalidation::Kind::kEntry, moved, std::string(LeafName(dir_name))});
+      }
+    }
+    return 0;
+  }
+  std::vector<std::pair<std::string, Ino>> moved;
+  for (auto it = directory_inos_.begin(); it != directory_inos_.end();) {
+    if (IsSameOrBelow(it->first, before)) {
+      moved.emplace_back(after + it->first.substr(before.size()), it->second);
+      it = directory_inos_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [new_dir_name, dir_ino] : moved) {
+    FindNode(dir_ino)->mailbox_name = new_dir_name;
+    directory_inos_[new_dir_name] = dir_ino;
+  }
+  return 0;
+}
+
+// The mailbox a message may be put into through `dir`: a \Noselect parent
+// becomes a mailbox first, as when a file is written into it.
+static int MailboxForWriting(MailboxSet& store, const std::string& name,
+                             std::shared_ptr<MailboxData>* data) {
+  if (name.empty()) return EPERM;  // messages live in mailboxes, not at the top
+  auto mailbox = store.GetMailbox(name);
+  if (!mailbox.ok() && mailbox.status().code() == ErrorCode::kNotFound) {
+    auto added = store.AddMailbox(name);
+    if (!added.ok() && added.status().code() != ErrorCode::kExists) {
+      return ErrnoOf(added.status());
+    }
+    mailbox = store.GetMailbox(name);
+  }
+  if (!mailbox.ok()) return ErrnoOf(mailbox.status());
+  *data = *mailbox;
+  return 0;
+}
+
+int Driver::RenameMessage(const Resolved& source, Ino new_parent, std::string_view new_name,
+                          unsigned flags) {
+  std::string dest_name;
+  if (int err = DirectoryName(new_parent, &dest_name)) return err;
+  Resolved target;
+  bool has_target = ResolveChild(new_parent, new_name, &target) == 0;
+  if (has_target) {
+    if (target.kind == NodeKind::kDirectory) return EISDIR;
+    if (target.kind == NodeKind::kPending) return EBUSY;
+    if (target.key == source.key && target.uid == source.uid) return 0;
+    if (flags & RENAME_NOREPLACE) return EEXIST;
+  }
+  if (dest_name.empty()) return EPERM;
+  std::shared_ptr<MailboxData> dest;
+  if (int err = MailboxForWriting(*store_, dest_name, &dest)) return err;
+  uint32_t dest_key;
+  {
+    std::lock_guard lock(mu_);
+    dest_key = RefKey(dest);
+  }
+
+  if (dest_key == source.key) {
+    // Within one mailbox: the new name becomes an alias; onto another
+    // message it replaces that message.
+    if (source.data->readonly()) return EROFS;
+    if (has_target) {
+      if (int err = ExpungeName(target.key, target.data, target.uid)) return err;
+    }
+    std::lock_guard lock(mu_);
+    auto& aliases = refs_[source.key - 1]->aliases;
+    std::erase_if(aliases, [&](const auto& a) { return a.second == source.uid; });
+    if (CanonicalUid(new_name) != source.uid) aliases[std::string(new_name)] = source.uid;
+    return 0;
+  }
+
+  // Between mailboxes: a move. `mv INBOX/5.eml Archive/` lands on
+  // Archive's own 5.eml when Archive has a UID 5; that is a coincidence of
+  // numbering, not a request to replace, so the other message is kept.
+  bool replace = has_target && !(new_name == CanonicalName(source.uid) &&
+                                 CanonicalUid(new_name) == target.uid);
+  auto moved = source.data->Move(source.uid, *dest, false);
+  if (!moved.ok()) return ErrnoOf(moved.status());
+  uint32_t new_uid = *moved;
+  if (replace) {
+    if (int err = ExpungeName(target.key, target.data, target.uid)) {
+      spdlog::warn("moved {} but could not replace {}: errno {}", new_name, target.uid, err);
+    }
+  }
+  std::lock_guard lock(mu_);
+  Ino composed_old = (static_cast<Ino>(source.key) << 32) | source.uid;
+  Ino composed_new = (static_cast<Ino>(dest_key) << 32) | new_uid;
+  message_ino_override_.erase(composed_old);
+  if (source.ino != composed_new) message_ino_override_[composed_new] = source.ino;
+  if (Node* node = FindNode(source.ino); node != nullptr && node->kind == NodeKind::kMessage) {
+    node->key = dest_key;
+    node->uid = new_uid;
+  }
+  std::erase_if(refs_[source.key - 1]->aliases,
+                [&](const auto& a) { return a.second == source.uid; });
+  refs_[dest_key - 1]->recent.insert(new_uid);
+  if (has_target && !replace) {
+    // The kernel now thinks new_name is the moved message: correct it.
+    queued_invalidations_.push_back({Invalidation::Kind::kEntry, new_parent,
+                                     std::string(new_name)});
+  } else if (CanonicalUid(new_name) != new_uid) {
+    refs_[dest_key - 1]->aliases[std::string(new_name)] = new_uid;
+  }
+  return 0;
+}
+
+int Driver::RenamePending(const Resolved& source, Ino new_parent, std::string_view new_name,
+                          unsigned flags) {
+  const std::shared_ptr<PendingFile>& file = source.pending;
+  Resolved target;
+  bool has_target = ResolveChild(new_parent, new_name, &target) == 0;
+  uint32_t replace_uid = 0;
+  if (has_target) {
+    if (target.kind == NodeKind::kDirectory) return EISDIR;
+    if (target.kind == NodeKind::kPending && target.pending == file) return 0;
+    if (flags & RENAME_NOREPLACE) return EEXIST;
+    if (target.kind == NodeKind::kPending) {
+      DiscardPending(target.pending, false);
+    } else {
+      replace_uid = target.uid;
+    }
+  }
+  bool to_scratch = IsScratchName(new_name);
+  std::string dest_name;
+  if (int err = DirectoryName(new_parent, &dest_name)) return err;
+  if (!to_scratch && dest_name.empty()) return EPERM;
+  if (replace_uid != 0 && to_scratch) return EBUSY;
+
+  Ino old_parent;
+  std::string old_name;
+  bool was_scratch;
+  bool commit_now;
+  {
+    std::lock_guard lock(mu_);
+    if (file->state != PendingFile::State::kOpen) return ENOENT;
+    if (replace_uid != 0 && file->writers > 0) return EBUSY;
+    old_parent = file->parent;
+    old_name = file->name;
+    was_scratch = file->scratch;
+    pending_.erase(std::make_pair(old_parent, old_name));
+    file->parent = new_parent;
+    file->name = std::string(new_name);
+    file->scratch = to_scratch;
+    pending_[std::make_pair(new_parent, file->name)] = file;
+    // A scratch file that nobody holds open any more becomes a message now
+    // (rsync's temporary, sed -i's output); otherwise at its last close.
+    commit_now = !to_scratch && file->writers == 0;
+    if (commit_now) file->state = PendingFile::State::kCommitting;
+  }
+  if (!commit_now) return 0;
+  int err = Commit(file, replace_uid, /*empty_is_error=*/true);
+  if (err != 0) {
+    // Put it back where it was, so the caller still has its file.
+    std::lock_guard lock(mu_);
+    pending_.erase(std::make_pair(new_parent, file->name));
+    file->parent = old_parent;
+    file->name = old_name;
+    file->scratch = was_scratch;
+    file->state = PendingFile::State::kOpen;
+    pending_[std::make_pair(old_parent, old_name)] = file;
+  }
+  return err;
+}
+
+int Driver::Link(Ino ino, Ino new_parent, std::string_view new_name, EntryReply* out) {
+  std::shared_ptr<MailboxData> source;
+  uint32_t uid = 0;
+  if (int err = MessageByNode(ino, &source, &uid)) return err == EINVAL ? EPERM : err;
+  std::string dest_name;
+  if (int err = DirectoryName(new_parent, &dest_name)) return err;
+  std::shared_ptr<MailboxData> dest;
+  if (int err = MailboxForWriting(*store_, dest_name, &dest)) return err;
+  auto copied = source->Copy(uid, *dest, false);
+  if (!copied.ok()) return ErrnoOf(copied.status());
+  auto info = dest->Get(*copied);
+  if (!info.ok()) return ErrnoOf(info.status());
+  uint32_t dest_key;
+  {
+    std::lock_guard lock(mu_);
+    dest_key = RefKey(dest);
+    refs_[dest_key - 1]->recent.insert(*copied);
+    if (CanonicalUid(new_name) != *copied) {
+      refs_[dest_key - 1]->aliases[std::string(new_name)] = *copied;
+    }
+  }
+  return EntryForMessage(dest_key, dest, *info, out);
+}
+
+// ---------------------------------------------------------------------------
+// Files: create, open, read, write, close
+
+static int OpenSpoolFile(const std::string& spool_dir) {
+  int fd = ::open(spool_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) return fd;
+  // A filesystem without O_TMPFILE: a named file, unlinked at once.
+  std::string path = spool_dir + "/spool-XXXXXX";
+  fd = ::mkostemp(path.data(), O_CLOEXEC);
+  if (fd >= 0) ::unlink(path.c_str());
+  return fd;
+}
+
+int Driver::Create(Ino parent, std::string_view name, mode_t mode, int flags, pid_t caller,
+                   EntryReply* out, uint64_t* handle) {
+  (void)flags;
+  if (!S_ISREG(mode)) return EPERM;
+  std::string parent_name;
+  if (int err = DirectoryName(parent, &parent_name)) return err;
+  bool scratch = IsScratchName(name);
+  if (!scratch) {
+    if (parent_name.empty()) return EPERM;  // messages live in mailboxes
+    std::shared_ptr<MailboxData> data;
+    uint32_t key = 0;
+    if (ResolveMailbox(parent_name, &data, &key) == 0 && data->readonly()) return EROFS;
+  }
+  int fd = OpenSpoolFile(options_.spool_dir);
+  if (fd < 0) {
+    int err = errno;
+    spdlog::error("cannot create a spool file in {}: {}", options_.spool_dir, strerror(err));
+    return err == ENOSPC ? ENOSPC : EIO;
+  }
+  auto file = std::make_shared<PendingFile>();
+  file->fd = fd;
+  file->parent = parent;
+  file->name = std::string(name);
+  file->scratch = scratch;
+  file->mtime = Now();
+  file->creator = caller;
+  file->writers = 1;
+  file->unflushed_writers = 1;
+
+  std::lock_guard lock(mu_);
+  auto key = std::make_pair(parent, file->name);
+  if (pending_.count(key) != 0) return EEXIST;
+  file->ino = next_ino_++;
+  Node& node = AddNode(file->ino, NodeKind::kPending);
+  node.pending = file;
+  node.lookups = 1;
+  pending_[key] = file;
+  if (int err = FillPendingAttr(*file, &out->attr)) return err;
+  out->ino = out->attr.st_ino = file->ino;
+  auto* fh = new FileHandle{nullptr, file, true, false};
+  *handle = reinterpret_cast<uint64_t>(fh);
+  return 0;
+}
+
+int Driver::Open(Ino ino, int flags, uint64_t* handle, bool* keep_cache) {
+  std::shared_ptr<PendingFile> pending;
+  {
+    std::lock_guard lock(mu_);
+    Node* node = FindNode(ino);
+    if (node == nullptr) return ENOENT;
+    if (node->kind == NodeKind::kRoot || node->kind == NodeKind::kDirectory) return EISDIR;
+    pending = node->pending;
+  }
+  bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  if (!pending) {
+    // Stored messages are immutable.
+    if (writable) return EACCES;
+    std::shared_ptr<MailboxData> data;
+    uint32_t uid = 0;
+    if (int err = MessageByNode(ino, &data, &uid)) return err;
+    auto reader = data->Open(uid);
+    if (!reader.ok()) return ErrnoOf(reader.status());
+    *keep_cache = true;
+    *handle = reinterpret_cast<uint64_t>(new FileHandle{*reader, nullptr, false, false});
+    return 0;
+  }
+  std::lock_guard lock(mu_);
+  if (pending->state == PendingFile::State::kDiscarded) return ENOENT;
+  if (writable && pending->state != PendingFile::State::kOpen) return EACCES;
+  if ((flags & O_TRUNC) && ::ftruncate(pending->fd, 0) != 0) return errno;
+  if (writable) {
+    ++pending->writers;
+    ++pending->unflushed_writers;
+  }
+  *keep_cache = false;
+  *handle = reinterpret_cast<uint64_t>(new FileHandle{nullptr, pending, writable, false});
+  return 0;
+}
+
+int Driver::Read(uint64_t handle, uint64_t offset, size_t size, std::string* buffer) {
+  auto* fh = reinterpret_cast<FileHandle*>(handle);
+  buffer->resize(size);
+  if (fh->reader) {
+    auto n = fh->reader->ReadAt(offset, std::span<char>(buffer->data(), size));
+    if (!n.ok()) return ErrnoOf(n.status());
+    buffer->resize(*n);
+    return 0;
+  }
+  ssize_t n;
+  do {
+    n = ::pread(fh->pending->fd, buffer->data(), size, static_cast<off_t>(offset));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno;
+  buffer->resize(static_cast<size_t>(n));
+  return 0;
+}
+
+int Driver::Write(uint64_t handle, uint64_t offset, std::string_view data, size_t* written) {
+  auto* fh = reinterpret_cast<FileHandle*>(handle);
+  if (!fh->pending || !fh->writable) return EACCES;
+  {
+    std::lock_guard lock(mu_);
+    if (fh->pending->state != PendingFile::State::kOpen) return EACCES;
+    if (fh->flushed) {  // a duplicate descriptor writes after another one closed
+      fh->flushed = false;
+      ++fh->pending->unflushed_writers;
+    }
+  }
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pwrite(fh->pending->fd, data.data() + done, data.size() - done,
+                         static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno == ENOSPC || errno == EDQUOT ? ENOSPC : EIO;
+    }
+    done += static_cast<size_t>(n);
+  }
+  *written = done;
+  return 0;
+}
+
+int Driver::Flush(uint64_t handle) {
+  auto* fh = reinterpret_cast<FileHandle*>(handle);
+  if (!fh->pending || !fh->writable) return 0;
+  std::shared_ptr<PendingFile> file = fh->pending;
+  {
+    std::lock_guard lock(mu_);
+    if (!fh->flushed) {
+      fh->flushed = true;
+      --file->unflushed_writers;
+    }
+    if (file->unflushed_writers > 0 || file->scratch ||
+        file->state != PendingFile::State::kOpen) {
+      return 0;
+    }
+    file->state = PendingFile::State::kCommitting;
+  }
+  int err = Commit(file, 0, /*empty_is_error=*/false);
+  if (err != 0) DiscardPending(file, /*invalidate_name=*/true);
+  return err;
+}
+
+int Driver::Fsync(uint64_t handle) {
+  auto* fh = reinterpret_cast<FileHandle*>(handle);
+  // Stored messages are durable already; a file being written becomes
+  // durable as a whole when it is appended at close.
+  (void)fh;
+  return 0;
+}
+
+void Driver::Release(uint64_t handle) {
+  std::unique_ptr<FileHandle> fh(reinterpret_cast<FileHandle*>(handle));
+  if (!fh->pending || !fh->writable) return;
+  std::shared_ptr<PendingFile> file = fh->pending;
+  bool commit = false;
+  {
+    std::lock_guard lock(mu_);
+    --file->writers;
+    if (!fh->flushed) --file->unflushed_writers;
+    // Normally the last close already appended the file (Flush). A handle
+    // released without a flush (the writer died) still must not lose it.
+    if (file->writers == 0 && !file->scratch && file->state == PendingFile::State::kOpen) {
+      file->state = PendingFile::State::kCommitting;
+      commit = true;
+    }
+  }
+  if (commit) {
+    int err = Commit(file, 0, /*empty_is_error=*/false);
+    if (err != 0) {
+      spdlog::warn("{}: not stored at release: {}", file->name, strerror(err));
+      DiscardPending(file, /*invalidate_name=*/true);
+    }
+  }
+}
+
+int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_uid,
+                   bool empty_is_error) {
+  std::string dir_name;
+  Ino parent;
+  std::string name;
+  FlagSet flags;
+  int64_t mtime;
+  {
+    std::lock_guard lock(mu_);
+    parent = file->parent;
+    name = file->name;
+    flags = file->flags;
+    mtime = file->mtime;
+    Node* dir = FindNode(parent);
+    if (dir == nullptr || dir->kind != NodeKind::kDirectory ||
+        directory_inos_.count(dir->mailbox_name) == 0) {
+      return ENOENT;  // the mailbox was removed while the file was written
+    }
+    dir_name = dir->mailbox_name;
+  }
+  struct stat st {};
+  if (::fstat(file->fd, &st) != 0) return EIO;
+  if (st.st_size == 0) {
+    if (empty_is_error) return EINVAL;
+    DiscardPending(file, /*invalidate_name=*/true);
+    return 0;  // a file closed with zero bytes stores nothing
+  }
+  auto content = std::make_shared<FdContent>(file->fd, static_cast<uint64_t>(st.st_size));
+  std::string head(std::min<uint64_t>(kMessageHeadBytes, st.st_size), '\0');
+  auto got = content->ReadAt(0, std::span<char>(head.data(), head.size()));
+  if (!got.ok()) return ErrnoOf(got.status());
+  head.resize(*got);
+  if (!LooksLikeMessage(head)) {
+    spdlog::info("{}/{}: not stored: the first line is not a header field", dir_name, name);
+    return EINVAL;
+  }
+  std::shared_ptr<MailboxData> data;
+  if (int err = MailboxForWriting(*store_, dir_name, &data)) return err;
+  if (data->readonly()) return EROFS;
+  auto uid = data->Append(AppendMessage{content, flags, mtime}, false);
+  if (!uid.ok()) return ErrnoOf(uid.status());
+
+  uint32_t key;
+  {
+    std::lock_guard lock(mu_);
+    key = RefKey(data);
+    auto it = pending_.find(std::make_pair(parent, name));
+    if (it != pending_.end() && it->second == file) pending_.erase(it);
+    file->state = PendingFile::State::kStored;
+    message_ino_override_[(static_cast<Ino>(key) << 32) | *uid] = file->ino;
+    if (Node* node = FindNode(file->ino); node != nullptr) {
+      node->kind = NodeKind::kMessage;
+      node->key = key;
+      node->uid = *uid;
+      node->pending.reset();
+    }
+    MailboxRef& ref = *refs_[key - 1];
+    ref.recent.insert(*uid);
+    if (CanonicalUid(name) != *uid) ref.aliases[name] = *uid;
+  }
+  if (replace_uid != 0) {
+    if (int err = ExpungeName(key, data, replace_uid)) {
+      spdlog::warn("{}/{} stored as UID {}, but UID {} was not replaced: {}", dir_name, name, *uid,
+                   replace_uid, strerror(err));
+    }
+  }
+  return 0;
+}
+
+void Driver::DiscardPending(const std::shared_ptr<PendingFile>& file, bool invalidate_name) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(std::make_pair(file->parent, file->name));
+  if (it != pending_.end() && it->second == file) pending_.erase(it);
+  file->state = PendingFile::State::kDiscarded;
+  if (Node* node = FindNode(file->ino);
+      node != nullptr && node->kind == NodeKind::kPending && node->lookups == 0) {
+    nodes_.erase(file->ino);
+  }
+  if (invalidate_name) {
+    queued_invalidations_.push_back({Invalidation::Kind::kEntry, file->parent, file->name});
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Extended attributes
+
+namespace {
+
+enum class AttrKind { kNone, kFlags, kSystemFlag, kKeyword, kReadOnly, kInternalDate, kSubscribed };
+
+struct AttrName {
+  AttrKind kind = AttrKind::kNone;
+  SystemFlag flag = SystemFlag::kSeen;
+  std::string_view rest;  // after "user.mail."
+  std::string_view keyword;
+};
+
+// Classifies a message attribute name.
+AttrName ParseMessageAttr(std::string_view name) {
+  AttrName a;
+  if (name.substr(0, kAttrPrefix.size()) != kAttrPrefix) return a;
+  a.rest = name.substr(kAttrPrefix.size());
+  if (a.rest == "flags") {
+    a.kind = AttrKind::kFlags;
+  } else if (a.rest.substr(0, kKeywordPrefix.size()) == kKeywordPrefix) {
+    a.kind = AttrKind::kKeyword;
+    a.keyword = a.rest.substr(kKeywordPrefix.size());
+  } else if (a.rest == "internaldate") {
+    a.kind = AttrKind::kInternalDate;
+  } else if (a.rest == "uid" || a.rest == "emailid" || a.rest == "threadid" ||
+             a.rest == "recent") {
+    a.kind = AttrKind::kReadOnly;
+  } else {
+    for (SystemFlag f : kAllSystemFlags) {
+      if (a.rest == SystemFlagAttributeName(f)) {
+        a.kind = AttrKind::kSystemFlag;
+        a.flag = f;
+      }
+    }
+  }
+  return a;
+}
+
+constexpr std::string_view kMailboxReadOnlyAttrs[] = {
+    "uidvalidity", "uidnext", "messages", "unseen", "recent", "mailboxid", "permanentflags"};
+
+// The attribute names a message with these flags has, NUL-separated.
+void AppendFlagAttrNames(const FlagSet& flags, std::string* names) {
+  auto add = [names](std::string_view n) {
+    names->append(kAttrPrefix);
+    names->append(n);
+    names->push_back('\0');
+  };
+  add("flags");
+  for (SystemFlag f : kAllSystemFlags) {
+    if (flags.Has(f)) add(SystemFlagAttributeName(f));
+  }
+  for (const auto& k : flags.keywords()) add(fmt::format("keyword.{}", k));
+}
+
+int FlagAttrValue(const AttrName& a, const FlagSet& flags, std::string* value) {
+  switch (a.kind) {
+    case AttrKind::kFlags: *value = flags.ToString(); return 0;
+    case AttrKind::kSystemFlag: value->clear(); return flags.Has(a.flag) ? 0 : ENODATA;
+    case AttrKind::kKeyword: value->clear(); return flags.HasKeyword(a.keyword) ? 0 : ENODATA;
+    default: return ENODATA;
+  }
+}
+
+// The change a flag attribute asks for: setxattr (remove=false) or
+// removexattr (remove=true). EINVAL for a malformed flag.
+int FlagChange(const AttrName& a, std::string_view value, bool remove, FlagOp* op,
+               FlagSet* flags) {
+  switch (a.kind) {
+    case AttrKind::kFlags: {
+      *op = FlagOp::kReplace;
+      if (remove) return 0;
+      std::string text(value);
+      while (!text.empty() && (text.back() == '\n' || text.back() == '\0')) text.pop_back();
+      auto parsed = FlagSet::Parse(text);
+      if (!parsed.ok()) return EINVAL;
+      *flags = *parsed;
+      return 0;
+    }
+    case AttrKind::kSystemFlag:
+      *op = remove ? FlagOp::kDelete : FlagOp::kAdd;
+      flags->Add(a.flag);
+      return 0;
+    case AttrKind::kKeyword:
+      if (!IsValidKeyword(a.keyword)) return EINVAL;
+      *op = remove ? FlagOp::kDelete : FlagOp::kAdd;
+      flags->AddKeyword(a.keyword);
+      return 0;
+    default: return ENOTSUP;
+  }
+}
+
+}  // namespace
+
+int Driver::MessageXattr(Ino ino, std::string_view name, std::string* value) {
+  std::shared_ptr<MailboxData> data;
+  uint32_t uid = 0;
+  if (int err = MessageByNode(ino, &data, &uid)) return err;
+  auto info = data->Get(uid);
+  if (!info.ok()) return ErrnoOf(info.status());
+  AttrName a = ParseMessageAttr(name);
+  switch (a.kind) {
+    case AttrKind::kFlags:
+    case AttrKind::kSystemFlag:
+    case AttrKind::kKeyword: return FlagAttrValue(a, info->flags, value);
+    case AttrKind::kInternalDate: *value = FormatDate(info->internal_date); return 0;
+    case AttrKind::kReadOnly:
+      if (a.rest == "uid") {
+        *value = std::to_string(uid);
+      } else if (a.rest == "emailid") {
+        *value = info->email_id;
+      } else if (a.rest == "threadid") {
+        *value = info->thread_id;
+      } else {  // recent
+        std::lock_guard lock(mu_);
+        Node* node = FindNode(ino);
+        if (node == nullptr || refs_[node->key - 1]->recent.count(uid) == 0) return ENODATA;
+        value->clear();
+        return 0;
+      }
+      return value->empty() ? ENODATA : 0;
+    default: return ENODATA;
+  }
+}
+
+int Driver::MailboxXattr(Ino ino, std::string_view name, std::string* value) {
+  if (name.substr(0, kAttrPrefix.size()) != kAttrPrefix) return ENODATA;
+  std::string_view rest = name.substr(kAttrPrefix.size());
+  std::string mailbox_name;
+  if (int err = DirectoryName(ino, &mailbox_name)) return err;
+  if (mailbox_name.empty()) return ENODATA;
+  if (rest == "subscribed") {
+    auto subscribed = store_->ListSubscribed();
+    if (!subscribed.ok()) return ErrnoOf(subscribed.status());
+    value->clear();
+    return std::find(subscribed->begin(), subscribed->end(), mailbox_name) != subscribed->end()
+               ? 0
+               : ENODATA;
+  }
+  if (std::find(std::begin(kMailboxReadOnlyAttrs), std::end(kMailboxReadOnlyAttrs), rest) ==
+      std::end(kMailboxReadOnlyAttrs)) {
+    return ENODATA;
+  }
+  std::shared_ptr<MailboxData> data;
+  uint32_t key = 0;
+  if (ResolveMailbox(mailbox_name, &data, &key) != 0) return ENODATA;  // \Noselect
+  if (rest == "mailboxid") {
+    *value = data->mailbox_id();
+    return 0;
+  }
+  if (rest == "permanentflags") {
+    *value = data->permanent_flags().ToString();
+    if (data->accepts_keywords()) *value += value->empty() ? "\\*" : " \\*";
+    return 0;
+  }
+  if (rest == "recent") {
+    std::lock_guard lock(mu_);
+    *value = std::to_string(refs_[key - 1]->recent.size());
+    return 0;
+  }
+  auto snapshot = data->Snapshot();
+  if (!snapshot.ok()) return ErrnoOf(snapshot.status());
+  uint32_t number = rest == "uidvalidity" ? snapshot->uid_validity
+                    : rest == "uidnext"   ? snapshot->next_uid
+                    : rest == "messages"  ? snapshot->exists
+                                          : snapshot->unseen;
+  *value = std::to_string(number);
+  return 0;
+}
+
+int Driver::GetXattr(Ino ino, std::string_view name, std::string* value) {
+  std::shared_ptr<PendingFile> pending;
+  NodeKind kind;
+  {
+    std::lock_guard lock(mu_);
+    Node* node = FindNode(ino);
+    if (node == nullptr) return ENOENT;
+    kind = node->kind;
+    pending = node->pending;
+  }
+  switch (kind) {
+    case NodeKind::kMessage: return MessageXattr(ino, name, value);
+    case NodeKind::kRoot:
+    case NodeKind::kDirectory: return MailboxXattr(ino, name, value);
+    case NodeKind::kPending: {
+      AttrName a = ParseMessageAttr(name);
+      std::lock_guard lock(mu_);
+      if (a.kind == AttrKind::kInternalDate) {
+        *value = FormatDate(pending->mtime);
+        return 0;
+      }
+      return FlagAttrValue(a, pending->flags, value);
+    }
+  }
+  return ENODATA;
+}
+
+int Driver::ListXattr(Ino ino, std::string* names) {
+  names->clear();
+  std::shared_ptr<PendingFile> pending;
+  NodeKind kind;
+  {
+    std::lock_guard lock(mu_);
+    Node* node = FindNode(ino);
+    if (node == nullptr) return ENOENT;
+    kind = node->kind;
+    pending = node->pending;
+  }
+  auto add = [names](std::string_view n) {
+    names->append(kAttrPrefix);
+    names->append(n);
+    names->push_back('\0');
+  };
+  switch (kind) {
+    case NodeKind::kRoot: return 0;
+    case NodeKind::kPending: {
+      std::lock_guard lock(mu_);
+      AppendFlagAttrNames(pending->flags, names);
+      add("internaldate");
+      return 0;
+    }
+    case NodeKind::kMessage: {
+      std::shared_ptr<MailboxData> data;
+      uint32_t uid = 0;
+      if (int err = MessageByNode(ino, &data, &uid)) return err;
+      auto info = data->Get(uid);
+      if (!info.ok()) return ErrnoOf(info.status());
+      AppendFlagAttrNames(info->flags, names);
+      std::string unused;
+      if (MessageXattr(ino, "user.mail.recent", &unused) == 0) add("recent");
+      add("uid");
+      add("internaldate");
+      if (!info->email_id.empty()) add("emailid");
+      if (!info->thread_id.empty()) add("threadid");
+      return 0;
+    }
+    case NodeKind::kDirectory: {
+      std::string value;
+      for (std::string_view attr : kMailboxReadOnlyAttrs) {
+        if (MailboxXattr(ino, fmt::format("{}{}", kAttrPrefix, attr), &value) == 0) add(attr);
+      }
+      if (MailboxXattr(ino, "user.mail.subscribed", &value) == 0) add("subscribed");
+      return 0;
+    }
+  }
+  return 0;
+}
+
+int Driver::UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags) {
+  std::shared_ptr<MailboxData> data;
+  uint32_t uid = 0;
+  if (int err = MessageByNode(ino, &data, &uid)) return err;
+  if (data->readonly()) return EROFS;
+  FlagSet permanent = data->permanent_flags();
+  if ((flags.system_bits() & ~permanent.system_bits()) != 0 ||
+      (!flags.keywords().empty() && !data->accepts_keywords())) {
+    return EINVAL;  // a flag this mailbox cannot store
+  }
+  auto updated = data->Update(uid, flags, op);
+  return updated.ok() ? 0 : ErrnoOf(updated.status());
+}
+
+int Driver::SetXattr(Ino ino, std::string_view name, std::string_view value, int flags) {
+  std::shared_ptr<PendingFile> pending;
+  NodeKind kind;
+  {
+    std::lock_guard lock(mu_);
+    Node* node = FindNode(ino);
+    if (node == nullptr) return ENOENT;
+    kind = node->kind;
+    pending = node->pending;
+  }
+  if (name.substr(0, kAttrPrefix.size()) != kAttrPrefix) return ENOTSUP;
+  if (kind == NodeKind::kRoot) return ENOTSUP;
+  if (kind == NodeKind::kDirectory) {
+    std::string_view rest = name.substr(kAttrPrefix.size());
+    std::string mailbox_name;
+    if (int err = DirectoryName(ino, &mailbox_name)) return err;
+    if (rest == "subscribed") {
+      Status s = store_->SetSubscribed(mailbox_name, true);
+      return s.ok() ? 0 : ErrnoOf(s);
+    }
+    bool known = std::find(std::begin(kMailboxReadOnlyAttrs), std::end(kMailboxReadOnlyAttrs),
+                           rest) != std::end(kMailboxReadOnlyAttrs);
+    return known ? EPERM : ENOTSUP;
+  }
+
+  AttrName a = ParseMessageAttr(name);
+  if (a.kind == AttrKind::kNone) return ENOTSUP;
+  if (kind == NodeKind::kPending) {
+    // cp -a copies every attribute of a stored message along; the ones
+    // that describe the store (uid, ids, recent) mean nothing here.
+    std::lock_guard lock(mu_);
+    if (a.kind == AttrKind::kReadOnly) return 0;
+    if (a.kind == AttrKind::kInternalDate) {
+      UnixSeconds date;
+      if (!ParseDate(value, &date)) return EINVAL;
+      pending->mtime = date;
+      return 0;
+    }
+    FlagOp op;
+    FlagSet change;
+    if (int err = FlagChange(a, value, false, &op, &change)) return err;
+    pending->flags.Apply(op, change);
+    return 0;
+  }
+  if (a.kind == AttrKind::kReadOnly || a.kind == AttrKind::kInternalDate) return EPERM;
+  FlagOp op;
+  FlagSet change;
+  if (int err = FlagChange(a, value, false, &op, &change)) return err;
+  if (flags & (XATTR_CREATE | XATTR_REPLACE)) {
+    std::string current;
+    bool present = MessageXattr(ino, name, &current) == 0;
+    if ((flags & XATTR_CREATE) && present) return EEXIST;
+    if ((flags & XATTR_REPLACE) && !present) return ENODATA;
+  }
+  return UpdateFlags(ino, op, change);
+}
+
+int Driver::RemoveXattr(Ino ino, std::string_view name) {
+  std::shared_ptr<PendingFile> pending;
+  NodeKind kind;
+  {
+    std::lock_guard lock(mu_);
+    Node* node = FindNode(ino);
+    if (node == nullptr) return ENOENT;
+    kind = node->kind;
+    pending = node->pending;
+  }
+  if (name.substr(0, kAttrPrefix.size()) != kAttrPrefix) return ENOTSUP;
+  if (kind == NodeKind::kRoot) return ENOTSUP;
+  if (kind == NodeKind::kDirectory) {
+    std::string_view rest = name.substr(kAttrPrefix.size());
+    std::string mailbox_name;
+    if (int err = DirectoryName(ino, &mailbox_name)) return err;
+    if (rest == "subscribed") {
+      Status s = store_->SetSubscribed(mailbox_name, false);
+      return s.ok() ? 0 : ErrnoOf(s);
+    }
+    bool known = std::find(std::begin(kMailboxReadOnlyAttrs), std::end(kMailboxReadOnlyAttrs),
+                           rest) != std::end(kMailboxReadOnlyAttrs);
+    return known ? EPERM : ENOTSUP;
+  }
+  AttrName a = ParseMessageAttr(name);
+  if (a.kind == AttrKind::kNone) return ENOTSUP;
+  if (a.kind == AttrKind::kReadOnly || a.kind == AttrKind::kInternalDate) {
+    return kind == NodeKind::kPending ? 0 : EPERM;
+  }
+  FlagOp op;
+  FlagSet change;
+  if (int err = FlagChange(a, {}, true, &op, &change)) return err;
+  if (kind == NodeKind::kPending) {
+    std::lock_guard lock(mu_);
+    std::string unused;
+    if (a.kind != AttrKind::kFlags && FlagAttrValue(a, pending->flags, &unused) != 0) {
+      return ENODATA;
+    }
+    pending->flags.Apply(op, change);
+    return 0;
+  }
+  if (a.kind != AttrKind::kFlags) {
+    std::string unused;
+    if (int err = MessageXattr(ino, name, &unused)) return err;  // ENODATA when not set
+  }
+  return UpdateFlags(ino, op, change);
+}
+
+int Driver::StatFs(struct statvfs* out) {
+  // Space is what the spool has: new messages wait there first.
+  if (::statvfs(options_.spool_dir.c_str(), out) != 0) return errno;
+  out->f_namemax = 255;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Change feed
+
+std::vector<Invalidation> Driver::TakeInvalidations(const ChangeBatch& batch) {
+  std::vector<std::pair<uint32_t, std::shared_ptr<MailboxData>>> to_claim;
+  std::vector<Invalidation> out;
+  // The identities behind the names that lost messages, looked up before
+  // taking mu_ (the store may block).
+  std::map<std::string, std::shared_ptr<MailboxData>> expunged_data;
+  for (const Change& change : batch.changes) {
+    if (change.kind != Change::Kind::kMessagesExpunged) continue;
+    if (expunged_data.count(change.mailbox) != 0) continue;
+    auto mailbox = store_->GetMailbox(change.mailbox);
+    if (mailbox.ok()) expunged_data[change.mailbox] = *mailbox;
+  }
+  {
+    std::lock_guard lock(mu_);
+    out.swap(queued_invalidations_);
+    std::map<std::string, uint32_t> expunged_refs;
+    for (const auto& [name, data] : expunged_data) {
+      auto it = ref_keys_.find(std::make_pair(data->mailbox_id(), data->uid_validity()));
+      if (it != ref_keys_.end()) expunged_refs[name] = it->second;
+    }
+    auto dir_ino = [this](const std::string& name) -> Ino {
+      if (name.empty()) return kRootIno;
+      auto it = directory_inos_.find(name);
+      return it == directory_inos_.end() ? 0 : it->second;
+    };
+    if (batch.overflowed) {
+      out.push_back({Invalidation::Kind::kInode, kRootIno, {}});
+      for (const auto& [name, ino] : directory_inos_) {
+        out.push_back({Invalidation::Kind::kInode, ino, {}});
+      }
+    }
+    for (const Change& change : batch.changes) {
+      switch (change.kind) {
+        case Change::Kind::kMessagesAdded:
+        case Change::Kind::kMessagesExpunged: {
+          Ino dir = dir_ino(change.mailbox);
+          if (dir == 0) break;
+          out.push_back({Invalidation::Kind::kInode, dir, {}});
+          if (change.kind == Change::Kind::kMessagesExpunged) {
+            MailboxRef* ref = nullptr;
+            if (auto it = expunged_refs.find(change.mailbox); it != expunged_refs.end()) {
+              ref = refs_[it->second - 1].get();
+            }
+            for (uint32_t uid : change.uids) {
+              out.push_back({Invalidation::Kind::kEntry, dir, CanonicalName(uid)});
+              if (ref == nullptr) continue;
+              ref->recent.erase(uid);
+              for (auto a = ref->aliases.begin(); a != ref->aliases.end();) {
+                if (a->second != uid) {
+                  ++a;
+                  continue;
+                }
+                out.push_back({Invalidation::Kind::kEntry, dir, a->first});
+                a = ref->aliases.erase(a);
+              }
+            }
+          }
+          break;
+        }
+        case Change::Kind::kMailboxAdded:
+        case Change::Kind::kMailboxRemoved: {
+          // The name and every ancestor the kernel may have looked up.
+          std::string name = change.mailbox;
+          while (!name.empty()) {
+            std::string parent(ParentName(name));
+            Ino dir = dir_ino(parent);
+            if (dir != 0) {
+              out.push_back({Invalidation::Kind::kEntry, dir, std::string(LeafName(name))});
+              out.push_back({Invalidation::Kind::kInode, dir, {}});
+            }
+            name = parent;
+          }
+          break;
+        }
+        case Change::Kind::kFlagsChanged:     // flags are attributes the kernel does not cache
+        case Change::Kind::kSubscriptions: break;
+      }
+    }
+    for (const Change& change : batch.changes) {
+      if (change.kind != Change::Kind::kMessagesAdded) continue;
+      for (size_t i = 0; i < refs_.size(); ++i) {
+        if (refs_[i]->recent_claimed) to_claim.emplace_back(i + 1, refs_[i]->data);
+      }
+      break;
+    }
+  }
+  // Messages delivered by others are \Recent in this mount's session.
+  for (auto& [key, data] : to_claim) {
+    auto claimed = data->ClaimRecent();
+    if (!claimed.ok() || claimed->empty()) continue;
+    std::lock_guard lock(mu_);
+    refs_[key - 1]->recent.insert(claimed->begin(), claimed->end());
+  }
+  return out;
+}
+
+}  // namespace mailfs

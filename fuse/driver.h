@@ -1,0 +1,212 @@
+// The filesystem's logic: the tree, names, attributes and every operation of
+// DESIGN.md, as methods that return 0 or an errno. lowlevel.cc is the only
+// caller and the only place that talks to libfuse; nothing here includes a
+// FUSE header, so this layer can be driven without mounting.
+//
+// INODE NUMBERS
+//   1                      the root
+//   2 .. 2^32-1            mailbox directories and files being written,
+//                          from a counter; never reused
+//   key << 32 | uid        a stored message: `key` (>= 1) numbers one
+//                          (mailbox id, uid validity) pair in this mount, so
+//                          a message keeps its number while it exists and no
+//                          number is ever given to two messages
+//   A file written through the mount keeps the number it had while being
+//   written after it becomes a message (message_ino_override_), so the
+//   kernel's inode and st_ino do not change at close.
+//
+// LOCKING
+//   mu_ guards every table below. It is never held across a call into the
+//   store or a blocking system call on a spool file, and never held while a
+//   cache invalidation is sent (the notifier thread takes the list of
+//   invalidations, then releases mu_, then talks to the kernel).
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "src/changes.h"
+#include "src/mailbox.h"
+
+namespace mailfs {
+
+using Ino = uint64_t;
+inline constexpr Ino kRootIno = 1;
+
+struct DriverOptions {
+  std::string spool_dir;  // must exist
+  double entry_timeout = 60.0;
+  double attr_timeout = 60.0;
+};
+
+// What lookup-like operations answer: the inode and its attributes. Every
+// successful answer counts one kernel reference (see Forget).
+struct EntryReply {
+  Ino ino = 0;
+  struct stat attr {};
+  double entry_timeout = 0;
+  double attr_timeout = 0;
+};
+
+// A kernel cache invalidation for the notifier thread to send.
+struct Invalidation {
+  enum class Kind { kInode, kEntry } kind;
+  Ino ino = 0;       // kInode: the inode; kEntry: the parent directory
+  std::string name;  // kEntry: the name in `ino`
+};
+
+// Attribute changes of setattr; absent members are not changed.
+struct SetAttrRequest {
+  bool set_size = false;
+  uint64_t size = 0;
+  bool set_mtime = false;
+  int64_t mtime = 0;  // seconds
+  bool set_mode_or_owner = false;
+};
+
+class Driver {
+ public:
+  Driver(std::shared_ptr<MailboxSet> store, DriverOptions options);
+  ~Driver();
+  Driver(const Driver&) = delete;
+  Driver& operator=(const Driver&) = delete;
+
+  int Lookup(Ino parent, std::string_view name, EntryReply* out);
+  // Drops `count` kernel references. More than were given is a bug: aborts.
+  void Forget(Ino ino, uint64_t count);
+  int GetAttr(Ino ino, struct stat* out, double* timeout);
+  int SetAttr(Ino ino, const SetAttrRequest& request, struct stat* out, double* timeout);
+
+  // Directory listing: OpenDir takes a snapshot that ReadDir serves by
+  // offset, so a listing is consistent while entries change.
+  int OpenDir(Ino ino, pid_t caller, uint64_t* handle);
+  // Calls `add` for entries from `offset` until it returns false (buffer
+  // full). With `plus`, entries carry attributes and count a reference,
+  // but only for those `add` accepted.
+  using DirFiller = std::function<bool(std::string_view name, const EntryReply& entry,
+                                       uint64_t next_offset)>;
+  int ReadDir(Ino ino, uint64_t handle, uint64_t offset, bool plus, const DirFiller& add);
+  void ReleaseDir(uint64_t handle);
+
+  int Mkdir(Ino parent, std::string_view name, EntryReply* out);
+  int Rmdir(Ino parent, std::string_view name);
+  int Unlink(Ino parent, std::string_view name);
+  // flags: RENAME_NOREPLACE / RENAME_EXCHANGE from renameat2.
+  int Rename(Ino parent, std::string_view name, Ino new_parent, std::string_view new_name,
+             unsigned flags);
+  int Link(Ino ino, Ino new_parent, std::string_view new_name, EntryReply* out);
+
+  int Create(Ino parent, std::string_view name, mode_t mode, int flags, pid_t caller,
+             EntryReply* out, uint64_t* handle);
+  int Open(Ino ino, int flags, uint64_t* handle, bool* keep_cache);
+  // Reads into `buffer` (resized to what was read).
+  int Read(uint64_t handle, uint64_t offset, size_t size, std::string* buffer);
+  int Write(uint64_t handle, uint64_t offset, std::string_view data, size_t* written);
+  // close(2) of one descriptor: when the last writer of a new file closes,
+  // the file is appended and the append's result is returned.
+  int Flush(uint64_t handle);
+  int Fsync(uint64_t handle);
+  void Release(uint64_t handle);
+
+  int GetXattr(Ino ino, std::string_view name, std::string* value);
+  int ListXattr(Ino ino, std::string* names);  // NUL-separated
+  // flags: XATTR_CREATE / XATTR_REPLACE.
+  int SetXattr(Ino ino, std::string_view name, std::string_view value, int flags);
+  int RemoveXattr(Ino ino, std::string_view name);
+
+  int StatFs(struct statvfs* out);
+
+  // For the notifier thread: the invalidations that `batch` calls for, plus
+  // those the driver queued itself (a name that vanished at close). Also
+  // claims \Recent for new messages of mailboxes this mount has shown.
+  std::vector<Invalidation> TakeInvalidations(const ChangeBatch& batch);
+
+  MailboxSet& store() { return *store_; }
+
+ private:
+  enum class NodeKind { kRoot, kDirectory, kMessage, kPending };
+  struct PendingFile;
+  struct Node;
+  struct MailboxRef;
+  struct FileHandle;
+  struct DirHandle;
+  struct Resolved;
+
+  // Tables (all GUARDED_BY(mu_)).
+  Node* FindNode(Ino ino);
+  Node& AddNode(Ino ino, NodeKind kind);
+  Ino DirectoryIno(const std::string& mailbox_name);
+  uint32_t RefKey(const std::shared_ptr<MailboxData>& data);
+  Ino MessageIno(uint32_t key, uint32_t uid) const;
+  void CountLookup(Ino ino);
+
+  // Resolution (take mu_ themselves, call the store without it).
+  int DirectoryName(Ino ino, std::string* name);
+  int ResolveMailbox(const std::string& name, std::shared_ptr<MailboxData>* data,
+                     uint32_t* key);
+  bool MailboxOrParentExists(const std::string& name);
+  int ResolveChild(Ino parent, std::string_view name, Resolved* out);
+  int MessageByNode(Ino ino, std::shared_ptr<MailboxData>* data, uint32_t* uid);
+
+  // Attributes.
+  void FillDirectoryAttr(Ino ino, bool readonly, struct stat* st) const;
+  void FillMessageAttr(Ino ino, const MessageInfo& info, bool readonly, struct stat* st) const;
+  int FillPendingAttr(const PendingFile& file, struct stat* st) const;
+  int EntryForMessage(uint32_t key, const std::shared_ptr<MailboxData>& data,
+                      const MessageInfo& info, EntryReply* out);
+  void ClaimRecentOnce(uint32_t key, const std::shared_ptr<MailboxData>& data);
+
+  // Writing.
+  // Appends a closed file as a message (replacing `replace_uid` if not 0).
+  // Zero bytes store nothing: 0, or EINVAL when `empty_is_error`. On any
+  // other failure the file is left as it was for the caller to discard.
+  int Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_uid, bool empty_is_error);
+  void DiscardPending(const std::shared_ptr<PendingFile>& file, bool invalidate_name);
+  int ExpungeName(uint32_t key, const std::shared_ptr<MailboxData>& data, uint32_t uid);
+  int RenameMailbox(Ino parent, std::string_view name, Ino new_parent, std::string_view new_name,
+                    unsigned flags);
+  int RenameMessage(const Resolved& source, Ino new_parent, std::string_view new_name,
+                    unsigned flags);
+  int RenamePending(const Resolved& source, Ino new_parent, std::string_view new_name,
+                    unsigned flags);
+
+  // Extended attributes.
+  int MessageXattr(Ino ino, std::string_view name, std::string* value);
+  int MailboxXattr(Ino ino, std::string_view name, std::string* value);
+  int UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags);
+
+  const std::shared_ptr<MailboxSet> store_;
+  const DriverOptions options_;
+  const uid_t owner_uid_;
+  const gid_t owner_gid_;
+  const int64_t mount_time_;
+
+  std::mutex mu_;
+  // Every inode the kernel may know, and every directory ever shown.
+  std::unordered_map<Ino, std::unique_ptr<Node>> nodes_;
+  std::map<std::string, Ino> directory_inos_;  // mailbox name -> inode
+  Ino next_ino_ = 2;
+  // Mailbox identities seen by this mount; index + 1 is the key.
+  std::vector<std::unique_ptr<MailboxRef>> refs_;
+  std::map<std::pair<std::string, uint32_t>, uint32_t> ref_keys_;
+  // Messages written through the mount keep the inode they were written as.
+  std::unordered_map<Ino, Ino> message_ino_override_;
+  // Files being written (and scratch files), by (parent inode, name).
+  std::map<std::pair<Ino, std::string>, std::shared_ptr<PendingFile>, std::less<>> pending_;
+  std::vector<Invalidation> queued_invalidations_;
+};
+
+}  // namespace mailfs
