@@ -102,8 +102,14 @@ struct Driver::PendingFile {
   FlagSet flags;
   int64_t mtime = 0;
   pid_t creator = 0;
-  int writers = 0;          // open writable handles
+  int writers = 0;            // open writable handles
   int unflushed_writers = 0;  // of those, not closed since their last write
+  // Bytes written since the last append. A descriptor that was dup'ed or
+  // inherited (`{ cat a; cat b; } > f`) can write after another copy of it
+  // was closed and appended; the next close appends the whole file again
+  // and expunges the earlier version, so the store ends with one message.
+  bool dirty = false;
+  uint32_t stored_uid = 0;  // the UID of the last append, while writers remain
   State state = State::kOpen;
 };
 
@@ -1078,11 +1084,12 @@ int Driver::Write(uint64_t handle, uint64_t offset, std::string_view data, size_
   if (!fh->pending || !fh->writable) return EACCES;
   {
     std::lock_guard lock(mu_);
-    if (fh->pending->state != PendingFile::State::kOpen) return EACCES;
+    if (fh->pending->state == PendingFile::State::kDiscarded) return ENOENT;
     if (fh->flushed) {  // a duplicate descriptor writes after another one closed
       fh->flushed = false;
       ++fh->pending->unflushed_writers;
     }
+    fh->pending->dirty = true;
   }
   size_t done = 0;
   while (done < data.size()) {
@@ -1098,6 +1105,11 @@ int Driver::Write(uint64_t handle, uint64_t offset, std::string_view data, size_
   return 0;
 }
 
+static bool IsEmpty(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && st.st_size == 0;
+}
+
 int Driver::Flush(uint64_t handle) {
   auto* fh = reinterpret_cast<FileHandle*>(handle);
   if (!fh->pending || !fh->writable) return 0;
@@ -1108,15 +1120,29 @@ int Driver::Flush(uint64_t handle) {
       fh->flushed = true;
       --file->unflushed_writers;
     }
-    if (file->unflushed_writers > 0 || file->scratch ||
-        file->state != PendingFile::State::kOpen) {
+    if (file->unflushed_writers > 0 || file->scratch || !file->dirty ||
+        (file->state != PendingFile::State::kOpen &&
+         file->state != PendingFile::State::kStored)) {
       return 0;
     }
+    // `cmd > file` opens, dup2()s and closes the first descriptor before
+    // anything is written: an empty file waits for its last release.
+    if (file->state == PendingFile::State::kOpen && IsEmpty(file->fd)) return 0;
     file->state = PendingFile::State::kCommitting;
   }
   int err = Commit(file, 0, /*empty_is_error=*/false);
-  if (err != 0) DiscardPending(file, /*invalidate_name=*/true);
+  if (err != 0) AbandonCommit(file);
   return err;
+}
+
+void Driver::AbandonCommit(const std::shared_ptr<PendingFile>& file) {
+  bool keep_earlier_version;
+  {
+    std::lock_guard lock(mu_);
+    keep_earlier_version = file->stored_uid != 0;
+    if (keep_earlier_version) file->state = PendingFile::State::kStored;
+  }
+  if (!keep_earlier_version) DiscardPending(file, /*invalidate_name=*/true);
 }
 
 int Driver::Fsync(uint64_t handle) {
@@ -1136,20 +1162,28 @@ void Driver::Release(uint64_t handle) {
     std::lock_guard lock(mu_);
     --file->writers;
     if (!fh->flushed) --file->unflushed_writers;
-    // Normally the last close already appended the file (Flush). A handle
-    // released without a flush (the writer died) still must not lose it.
-    if (file->writers == 0 && !file->scratch && file->state == PendingFile::State::kOpen) {
-      file->state = PendingFile::State::kCommitting;
-      commit = true;
-    }
+    if (file->writers > 0 || file->scratch) return;
+    // Normally the last close already appended the file (Flush). One
+    // released with unappended bytes (its writer died between write and
+    // close) must still not be lost; one still empty stores nothing.
+    commit = (file->state == PendingFile::State::kOpen ||
+              file->state == PendingFile::State::kStored) &&
+             file->dirty;
+    if (commit) file->state = PendingFile::State::kCommitting;
   }
   if (commit) {
-    int err = Commit(file, 0, /*empty_is_error=*/false);
-    if (err != 0) {
+    if (int err = Commit(file, 0, /*empty_is_error=*/false)) {
       spdlog::warn("{}: not stored at release: {}", file->name, strerror(err));
-      DiscardPending(file, /*invalidate_name=*/true);
+      AbandonCommit(file);
     }
   }
+  bool never_stored;
+  {
+    std::lock_guard lock(mu_);
+    never_stored = file->state == PendingFile::State::kOpen ||
+                   file->state == PendingFile::State::kCommitting;
+  }
+  if (never_stored) DiscardPending(file, /*invalidate_name=*/true);
 }
 
 int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_uid,
@@ -1159,8 +1193,11 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
   std::string name;
   FlagSet flags;
   int64_t mtime;
+  uint32_t earlier_uid;
   {
     std::lock_guard lock(mu_);
+    file->dirty = false;
+    earlier_uid = file->stored_uid;
     parent = file->parent;
     name = file->name;
     flags = file->flags;
@@ -1174,11 +1211,7 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
   }
   struct stat st {};
   if (::fstat(file->fd, &st) != 0) return EIO;
-  if (st.st_size == 0) {
-    if (empty_is_error) return EINVAL;
-    DiscardPending(file, /*invalidate_name=*/true);
-    return 0;  // a file closed with zero bytes stores nothing
-  }
+  if (st.st_size == 0) return empty_is_error ? EINVAL : 0;  // zero bytes store nothing
   auto content = std::make_shared<FdContent>(file->fd, static_cast<uint64_t>(st.st_size));
   std::string head(std::min<uint64_t>(kMessageHeadBytes, st.st_size), '\0');
   auto got = content->ReadAt(0, std::span<char>(head.data(), head.size()));
@@ -1201,6 +1234,7 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
     auto it = pending_.find(std::make_pair(parent, name));
     if (it != pending_.end() && it->second == file) pending_.erase(it);
     file->state = PendingFile::State::kStored;
+    file->stored_uid = *uid;
     message_ino_override_[(static_cast<Ino>(key) << 32) | *uid] = file->ino;
     if (Node* node = FindNode(file->ino); node != nullptr) {
       node->kind = NodeKind::kMessage;
@@ -1212,10 +1246,11 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
     ref.recent.insert(*uid);
     if (CanonicalUid(name) != *uid) ref.aliases[name] = *uid;
   }
-  if (replace_uid != 0) {
-    if (int err = ExpungeName(key, data, replace_uid)) {
+  for (uint32_t replaced : {replace_uid, earlier_uid}) {
+    if (replaced == 0) continue;
+    if (int err = ExpungeName(key, data, replaced)) {
       spdlog::warn("{}/{} stored as UID {}, but UID {} was not replaced: {}", dir_name, name, *uid,
-                   replace_uid, strerror(err));
+                   replaced, strerror(err));
     }
   }
   return 0;

@@ -174,6 +174,9 @@ class Driver {
   // Zero bytes store nothing: 0, or EINVAL when `empty_is_error`. On any
   // other failure the file is left as it was for the caller to discard.
   int Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_uid, bool empty_is_error);
+  // After a failed append: an earlier version stays stored, else the file
+  // is dropped and its name disappears.
+  void AbandonCommit(const std::shared_ptr<PendingFile>& file);
   void DiscardPending(const std::shared_ptr<PendingFile>& file, bool invalidate_name);
   int ExpungeName(uint32_t key, const std::shared_ptr<MailboxData>& data, uint32_t uid);
   int RenameMailbox(Ino parent, std::string_view name, Ino new_parent, std::string_view new_name,
