@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -77,6 +78,22 @@ bool ParseDate(std::string_view text, UnixSeconds* out) {
 
 int64_t Now() { return static_cast<int64_t>(time(nullptr)); }
 
+// The process (thread group) of a thread: FUSE requests carry the calling
+// thread's id. A thread that is gone maps to itself.
+pid_t ProcessOf(pid_t thread) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(thread));
+  FILE* status = fopen(path, "re");
+  if (status == nullptr) return thread;
+  char line[256];
+  pid_t tgid = thread;
+  while (fgets(line, sizeof line, status) != nullptr) {
+    if (sscanf(line, "Tgid: %d", &tgid) == 1) break;
+  }
+  fclose(status);
+  return tgid;
+}
+
 int ErrnoOf(const Status& status) {
   if (!status.ok() && (status.code() == ErrorCode::kIo || status.code() == ErrorCode::kCorrupt ||
                        status.code() == ErrorCode::kUnavailable)) {
@@ -135,6 +152,9 @@ struct Driver::FileHandle {
   std::shared_ptr<PendingFile> pending;         // a file being written
   bool writable = false;
   bool flushed = false;
+  // The process that opened it. A forked child closing its inherited copy
+  // also sends a flush; only the opener's close is "the writer closed it".
+  pid_t opener = 0;
 };
 
 struct Driver::DirHandle {
@@ -307,14 +327,17 @@ int Driver::ResolveChild(Ino parent, std::string_view name, Resolved* out) {
     std::shared_ptr<MailboxData> data;
     uint32_t key = 0;
     if (ResolveMailbox(parent_name, &data, &key) == 0) {
-      uint32_t uid = CanonicalUid(name);
-      if (uid == 0) {
+      // The canonical name first; an alias (a name given by mv, or one a
+      // replaced message had) when no message has that UID.
+      uint32_t alias_uid = 0;
+      {
         std::lock_guard lock(mu_);
         auto& aliases = refs_[key - 1]->aliases;
         auto it = aliases.find(name);
-        if (it != aliases.end()) uid = it->second;
+        if (it != aliases.end()) alias_uid = it->second;
       }
-      if (uid != 0) {
+      for (uint32_t uid : {CanonicalUid(name), alias_uid}) {
+        if (uid == 0) continue;
         auto info = data->Get(uid);
         if (info.ok()) {
           out->kind = NodeKind::kMessage;
@@ -509,7 +532,9 @@ int Driver::SetAttr(Ino ino, const SetAttrRequest& request, struct stat* out, do
     std::lock_guard lock(mu_);
     Node* node = FindNode(ino);
     if (node == nullptr) return ENOENT;
-    if (node->kind == NodeKind::kPending) pending = node->pending;
+    // A message just appended from a file still open for writing keeps
+    // its file: a date set now reaches the re-append at the last close.
+    pending = node->pending;
     if (node->kind == NodeKind::kMessage && request.set_size) return EACCES;
   }
   if (pending) {
@@ -1021,19 +1046,19 @@ int Driver::Create(Ino parent, std::string_view name, mode_t mode, int flags, pi
   pending_[key] = file;
   if (int err = FillPendingAttr(*file, &out->attr)) return err;
   out->ino = out->attr.st_ino = file->ino;
-  auto* fh = new FileHandle{nullptr, file, true, false};
+  auto* fh = new FileHandle{nullptr, file, true, false, ProcessOf(caller)};
   *handle = reinterpret_cast<uint64_t>(fh);
   return 0;
 }
 
-int Driver::Open(Ino ino, int flags, uint64_t* handle, bool* keep_cache) {
+int Driver::Open(Ino ino, int flags, pid_t caller, uint64_t* handle, bool* keep_cache) {
   std::shared_ptr<PendingFile> pending;
   {
     std::lock_guard lock(mu_);
     Node* node = FindNode(ino);
     if (node == nullptr) return ENOENT;
     if (node->kind == NodeKind::kRoot || node->kind == NodeKind::kDirectory) return EISDIR;
-    pending = node->pending;
+    if (node->kind == NodeKind::kPending) pending = node->pending;
   }
   bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   if (!pending) {
@@ -1045,7 +1070,7 @@ int Driver::Open(Ino ino, int flags, uint64_t* handle, bool* keep_cache) {
     auto reader = data->Open(uid);
     if (!reader.ok()) return ErrnoOf(reader.status());
     *keep_cache = true;
-    *handle = reinterpret_cast<uint64_t>(new FileHandle{*reader, nullptr, false, false});
+    *handle = reinterpret_cast<uint64_t>(new FileHandle{*reader, nullptr, false, false, 0});
     return 0;
   }
   std::lock_guard lock(mu_);
@@ -1057,7 +1082,8 @@ int Driver::Open(Ino ino, int flags, uint64_t* handle, bool* keep_cache) {
     ++pending->unflushed_writers;
   }
   *keep_cache = false;
-  *handle = reinterpret_cast<uint64_t>(new FileHandle{nullptr, pending, writable, false});
+  *handle = reinterpret_cast<uint64_t>(
+      new FileHandle{nullptr, pending, writable, false, ProcessOf(caller)});
   return 0;
 }
 
@@ -1110,9 +1136,12 @@ static bool IsEmpty(int fd) {
   return ::fstat(fd, &st) == 0 && st.st_size == 0;
 }
 
-int Driver::Flush(uint64_t handle) {
+int Driver::Flush(uint64_t handle, pid_t caller) {
   auto* fh = reinterpret_cast<FileHandle*>(handle);
   if (!fh->pending || !fh->writable) return 0;
+  // A child's copy closing (at its exec or exit) is not the writer's close;
+  // whatever it wrote is appended at the opener's close or at release.
+  if (ProcessOf(caller) != fh->opener) return 0;
   std::shared_ptr<PendingFile> file = fh->pending;
   {
     std::lock_guard lock(mu_);
@@ -1182,6 +1211,10 @@ void Driver::Release(uint64_t handle) {
     std::lock_guard lock(mu_);
     never_stored = file->state == PendingFile::State::kOpen ||
                    file->state == PendingFile::State::kCommitting;
+    if (Node* node = FindNode(file->ino);
+        node != nullptr && node->kind == NodeKind::kMessage && node->pending == file) {
+      node->pending.reset();  // no descriptor left that could change it
+    }
   }
   if (never_stored) DiscardPending(file, /*invalidate_name=*/true);
 }
@@ -1240,7 +1273,8 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
       node->kind = NodeKind::kMessage;
       node->key = key;
       node->uid = *uid;
-      node->pending.reset();
+      // node->pending stays while descriptors remain: attributes they set
+      // must reach a later re-append (see PendingFile::dirty).
     }
     MailboxRef& ref = *refs_[key - 1];
     ref.recent.insert(*uid);
@@ -1588,7 +1622,12 @@ int Driver::SetXattr(Ino ino, std::string_view name, std::string_view value, int
     if ((flags & XATTR_CREATE) && present) return EEXIST;
     if ((flags & XATTR_REPLACE) && !present) return ENODATA;
   }
-  return UpdateFlags(ino, op, change);
+  if (int err = UpdateFlags(ino, op, change)) return err;
+  if (pending) {  // still open for writing: a re-append keeps the flags
+    std::lock_guard lock(mu_);
+    pending->flags.Apply(op, change);
+  }
+  return 0;
 }
 
 int Driver::RemoveXattr(Ino ino, std::string_view name) {
@@ -1636,7 +1675,12 @@ int Driver::RemoveXattr(Ino ino, std::string_view name) {
     std::string unused;
     if (int err = MessageXattr(ino, name, &unused)) return err;  // ENODATA when not set
   }
-  return UpdateFlags(ino, op, change);
+  if (int err = UpdateFlags(ino, op, change)) return err;
+  if (pending) {
+    std::lock_guard lock(mu_);
+    pending->flags.Apply(op, change);
+  }
+  return 0;
 }
 
 int Driver::StatFs(struct statvfs* out) {

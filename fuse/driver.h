@@ -111,13 +111,15 @@ class Driver {
 
   int Create(Ino parent, std::string_view name, mode_t mode, int flags, pid_t caller,
              EntryReply* out, uint64_t* handle);
-  int Open(Ino ino, int flags, uint64_t* handle, bool* keep_cache);
+  int Open(Ino ino, int flags, pid_t caller, uint64_t* handle, bool* keep_cache);
   // Reads into `buffer` (resized to what was read).
   int Read(uint64_t handle, uint64_t offset, size_t size, std::string* buffer);
   int Write(uint64_t handle, uint64_t offset, std::string_view data, size_t* written);
   // close(2) of one descriptor: when the last writer of a new file closes,
   // the file is appended and the append's result is returned.
-  int Flush(uint64_t handle);
+  // `caller` is the closing thread (a forked child's close is not the
+  // writer's close).
+  int Flush(uint64_t handle, pid_t caller);
   int Fsync(uint64_t handle);
   void Release(uint64_t handle);
 

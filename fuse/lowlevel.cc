@@ -231,7 +231,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guarded(req, "open", [&] {
     uint64_t handle = 0;
     bool keep_cache = false;
-    if (int err = D(req).Open(ino, fi->flags, &handle, &keep_cache)) {
+    if (int err = D(req).Open(ino, fi->flags, fuse_req_ctx(req)->pid, &handle, &keep_cache)) {
       fuse_reply_err(req, err);
       return;
     }
@@ -269,7 +269,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t of
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  Guarded(req, "flush", [&] { fuse_reply_err(req, D(req).Flush(fi->fh)); });
+  Guarded(req, "flush", [&] { fuse_reply_err(req, D(req).Flush(fi->fh, fuse_req_ctx(req)->pid)); });
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
