@@ -1,7 +1,9 @@
 #include "fuse/driver.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <linux/fs.h>
+#include <spdlog/spdlog.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -13,9 +15,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "src/mailbox_name.h"
 
@@ -118,7 +117,7 @@ struct Driver::PendingFile {
   int fd = -1;  // the spool file, unnamed (O_TMPFILE)
   FlagSet flags;
   int64_t mtime = 0;
-  pid_t creator = 0;
+  pid_t creator = 0;          // the process (not thread) that created it
   int writers = 0;            // open writable handles
   int unflushed_writers = 0;  // of those, not closed since their last write
   // Bytes written since the last append. A descriptor that was dup'ed or
@@ -133,9 +132,9 @@ struct Driver::PendingFile {
 struct Driver::Node {
   NodeKind kind;
   uint64_t lookups = 0;
-  std::string mailbox_name;  // kDirectory: the mailbox's current name
-  uint32_t key = 0;          // kMessage
-  uint32_t uid = 0;          // kMessage
+  std::string mailbox_name;              // kDirectory: the mailbox's current name
+  uint32_t key = 0;                      // kMessage
+  uint32_t uid = 0;                      // kMessage
   std::shared_ptr<PendingFile> pending;  // kPending
 };
 
@@ -162,8 +161,8 @@ struct Driver::DirHandle {
     std::string name;
     NodeKind kind;
     Ino ino = 0;
-    MessageInfo info;  // kMessage
-    uint32_t key = 0;  // kMessage
+    MessageInfo info;       // kMessage
+    uint32_t key = 0;       // kMessage
     bool readonly = false;  // kDirectory
   };
   Ino ino = 0;
@@ -174,7 +173,7 @@ struct Driver::DirHandle {
 struct Driver::Resolved {
   NodeKind kind = NodeKind::kRoot;
   Ino ino = 0;
-  std::string mailbox_name;  // kDirectory: the child mailbox's name
+  std::string mailbox_name;           // kDirectory: the child mailbox's name
   std::shared_ptr<MailboxData> data;  // kMessage
   uint32_t key = 0;
   uint32_t uid = 0;
@@ -273,9 +272,14 @@ int Driver::DirectoryName(Ino ino, std::string* name) {
   Node* node = FindNode(ino);
   if (node == nullptr) return ENOENT;
   switch (node->kind) {
-    case NodeKind::kRoot: name->clear(); return 0;
-    case NodeKind::kDirectory: *name = node->mailbox_name; return 0;
-    default: return ENOTDIR;
+    case NodeKind::kRoot:
+      name->clear();
+      return 0;
+    case NodeKind::kDirectory:
+      *name = node->mailbox_name;
+      return 0;
+    default:
+      return ENOTDIR;
   }
 }
 
@@ -472,7 +476,8 @@ int Driver::Lookup(Ino parent, std::string_view name, EntryReply* out) {
       CountLookup(r.ino);
       return 0;
     }
-    case NodeKind::kRoot: break;
+    case NodeKind::kRoot:
+      break;
   }
   return ENOENT;
 }
@@ -589,17 +594,18 @@ int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle) {
   for (const auto& child : children) {
     std::shared_ptr<MailboxData> child_data;
     uint32_t child_key = 0;
-    child_readonly.push_back(ResolveMailbox(JoinMailboxName(name, child), &child_data,
-                                            &child_key) == 0 &&
-                             child_data->readonly());
+    child_readonly.push_back(
+        ResolveMailbox(JoinMailboxName(name, child), &child_data, &child_key) == 0 &&
+        child_data->readonly());
   }
 
+  pid_t caller_process = ProcessOf(caller);
   std::lock_guard lock(mu_);
   size_t child_index = 0;
   for (const auto& child : children) {
     std::string full = JoinMailboxName(name, child);
-    dir->items.push_back({child, NodeKind::kDirectory, DirectoryIno(full), {}, 0,
-                          child_readonly[child_index++]});
+    dir->items.push_back(
+        {child, NodeKind::kDirectory, DirectoryIno(full), {}, 0, child_readonly[child_index++]});
   }
   dir->items.reserve(dir->items.size() + messages.size());
   for (auto& info : messages) {
@@ -610,11 +616,12 @@ int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle) {
   // The caller's own files in progress and scratch files.
   for (auto it = pending_.lower_bound(std::make_pair(ino, std::string()));
        it != pending_.end() && it->first.first == ino; ++it) {
-    if (it->second->creator == caller) {
+    if (it->second->creator == caller_process) {
       dir->items.push_back({it->first.second, NodeKind::kPending, it->second->ino, {}, 0, false});
     }
   }
-  *handle = reinterpret_cast<uint64_t>(dir.release());
+  *handle = reinterpret_cast<uint64_t>(dir.get());
+  dir_handles_.emplace(dir.get(), std::move(dir));
   return 0;
 }
 
@@ -637,7 +644,9 @@ int Driver::ReadDir(Ino ino, uint64_t handle, uint64_t offset, bool plus, const 
     {
       std::lock_guard lock(mu_);
       switch (item.kind) {
-        case NodeKind::kDirectory: FillDirectoryAttr(item.ino, item.readonly, &entry.attr); break;
+        case NodeKind::kDirectory:
+          FillDirectoryAttr(item.ino, item.readonly, &entry.attr);
+          break;
         case NodeKind::kMessage:
           FillMessageAttr(item.ino, item.info, dir->readonly, &entry.attr);
           break;
@@ -649,7 +658,8 @@ int Driver::ReadDir(Ino ino, uint64_t handle, uint64_t offset, bool plus, const 
           entry.attr.st_ino = item.ino;
           break;
         }
-        case NodeKind::kRoot: continue;
+        case NodeKind::kRoot:
+          continue;
       }
     }
     if (plus) {
@@ -673,7 +683,16 @@ int Driver::ReadDir(Ino ino, uint64_t handle, uint64_t offset, bool plus, const 
   return 0;
 }
 
-void Driver::ReleaseDir(uint64_t handle) { delete reinterpret_cast<DirHandle*>(handle); }
+void Driver::ReleaseDir(uint64_t handle) {
+  std::lock_guard lock(mu_);
+  dir_handles_.erase(reinterpret_cast<DirHandle*>(handle));
+}
+
+uint64_t Driver::AdoptHandle(std::unique_ptr<FileHandle> handle) {
+  auto* raw = handle.get();
+  file_handles_.emplace(raw, std::move(handle));
+  return reinterpret_cast<uint64_t>(raw);
+}
 
 int Driver::Mkdir(Ino parent, std::string_view name, EntryReply* out) {
   std::string parent_name;
@@ -736,10 +755,15 @@ int Driver::Unlink(Ino parent, std::string_view name) {
   Resolved r;
   if (int err = ResolveChild(parent, name, &r)) return err;
   switch (r.kind) {
-    case NodeKind::kMessage: return ExpungeName(r.key, r.data, r.uid);
-    case NodeKind::kPending: DiscardPending(r.pending, false); return 0;
-    case NodeKind::kDirectory: return EISDIR;
-    case NodeKind::kRoot: break;
+    case NodeKind::kMessage:
+      return ExpungeName(r.key, r.data, r.uid);
+    case NodeKind::kPending:
+      DiscardPending(r.pending, false);
+      return 0;
+    case NodeKind::kDirectory:
+      return EISDIR;
+    case NodeKind::kRoot:
+      break;
   }
   return ENOENT;
 }
@@ -750,10 +774,14 @@ int Driver::Rename(Ino parent, std::string_view name, Ino new_parent, std::strin
   Resolved source;
   if (int err = ResolveChild(parent, name, &source)) return err;
   switch (source.kind) {
-    case NodeKind::kDirectory: return RenameMailbox(parent, name, new_parent, new_name, flags);
-    case NodeKind::kMessage: return RenameMessage(source, new_parent, new_name, flags);
-    case NodeKind::kPending: return RenamePending(source, new_parent, new_name, flags);
-    case NodeKind::kRoot: break;
+    case NodeKind::kDirectory:
+      return RenameMailbox(parent, name, new_parent, new_name, flags);
+    case NodeKind::kMessage:
+      return RenameMessage(source, new_parent, new_name, flags);
+    case NodeKind::kPending:
+      return RenamePending(source, new_parent, new_name, flags);
+    case NodeKind::kRoot:
+      break;
   }
   return ENOENT;
 }
@@ -880,8 +908,8 @@ int Driver::RenameMessage(const Resolved& source, Ino new_parent, std::string_vi
   // Between mailboxes: a move. `mv INBOX/5.eml Archive/` lands on
   // Archive's own 5.eml when Archive has a UID 5; that is a coincidence of
   // numbering, not a request to replace, so the other message is kept.
-  bool replace = has_target && !(new_name == CanonicalName(source.uid) &&
-                                 CanonicalUid(new_name) == target.uid);
+  bool replace = has_target &&
+                 !(new_name == CanonicalName(source.uid) && CanonicalUid(new_name) == target.uid);
   auto moved = source.data->Move(source.uid, *dest, false);
   if (!moved.ok()) return ErrnoOf(moved.status());
   uint32_t new_uid = *moved;
@@ -904,8 +932,8 @@ int Driver::RenameMessage(const Resolved& source, Ino new_parent, std::string_vi
   refs_[dest_key - 1]->recent.insert(new_uid);
   if (has_target && !replace) {
     // The kernel now thinks new_name is the moved message: correct it.
-    queued_invalidations_.push_back({Invalidation::Kind::kEntry, new_parent,
-                                     std::string(new_name)});
+    queued_invalidations_.push_back(
+        {Invalidation::Kind::kEntry, new_parent, std::string(new_name)});
   } else if (CanonicalUid(new_name) != new_uid) {
     refs_[dest_key - 1]->aliases[std::string(new_name)] = new_uid;
   }
@@ -1032,7 +1060,7 @@ int Driver::Create(Ino parent, std::string_view name, mode_t mode, int flags, pi
   file->name = std::string(name);
   file->scratch = scratch;
   file->mtime = Now();
-  file->creator = caller;
+  file->creator = ProcessOf(caller);
   file->writers = 1;
   file->unflushed_writers = 1;
 
@@ -1046,8 +1074,8 @@ int Driver::Create(Ino parent, std::string_view name, mode_t mode, int flags, pi
   pending_[key] = file;
   if (int err = FillPendingAttr(*file, &out->attr)) return err;
   out->ino = out->attr.st_ino = file->ino;
-  auto* fh = new FileHandle{nullptr, file, true, false, ProcessOf(caller)};
-  *handle = reinterpret_cast<uint64_t>(fh);
+  *handle = AdoptHandle(
+      std::make_unique<FileHandle>(FileHandle{nullptr, file, true, false, file->creator}));
   return 0;
 }
 
@@ -1070,9 +1098,12 @@ int Driver::Open(Ino ino, int flags, pid_t caller, uint64_t* handle, bool* keep_
     auto reader = data->Open(uid);
     if (!reader.ok()) return ErrnoOf(reader.status());
     *keep_cache = true;
-    *handle = reinterpret_cast<uint64_t>(new FileHandle{*reader, nullptr, false, false, 0});
+    std::lock_guard lock(mu_);
+    *handle =
+        AdoptHandle(std::make_unique<FileHandle>(FileHandle{*reader, nullptr, false, false, 0}));
     return 0;
   }
+  pid_t opener = ProcessOf(caller);
   std::lock_guard lock(mu_);
   if (pending->state == PendingFile::State::kDiscarded) return ENOENT;
   if (writable && pending->state != PendingFile::State::kOpen) return EACCES;
@@ -1082,8 +1113,8 @@ int Driver::Open(Ino ino, int flags, pid_t caller, uint64_t* handle, bool* keep_
     ++pending->unflushed_writers;
   }
   *keep_cache = false;
-  *handle = reinterpret_cast<uint64_t>(
-      new FileHandle{nullptr, pending, writable, false, ProcessOf(caller)});
+  *handle = AdoptHandle(
+      std::make_unique<FileHandle>(FileHandle{nullptr, pending, writable, false, opener}));
   return 0;
 }
 
@@ -1150,8 +1181,7 @@ int Driver::Flush(uint64_t handle, pid_t caller) {
       --file->unflushed_writers;
     }
     if (file->unflushed_writers > 0 || file->scratch || !file->dirty ||
-        (file->state != PendingFile::State::kOpen &&
-         file->state != PendingFile::State::kStored)) {
+        (file->state != PendingFile::State::kOpen && file->state != PendingFile::State::kStored)) {
       return 0;
     }
     // `cmd > file` opens, dup2()s and closes the first descriptor before
@@ -1183,7 +1213,14 @@ int Driver::Fsync(uint64_t handle) {
 }
 
 void Driver::Release(uint64_t handle) {
-  std::unique_ptr<FileHandle> fh(reinterpret_cast<FileHandle*>(handle));
+  std::unique_ptr<FileHandle> fh;
+  {
+    std::lock_guard lock(mu_);
+    auto it = file_handles_.find(reinterpret_cast<FileHandle*>(handle));
+    if (it == file_handles_.end()) return;
+    fh = std::move(it->second);
+    file_handles_.erase(it);
+  }
   if (!fh->pending || !fh->writable) return;
   std::shared_ptr<PendingFile> file = fh->pending;
   bool commit = false;
@@ -1195,9 +1232,9 @@ void Driver::Release(uint64_t handle) {
     // Normally the last close already appended the file (Flush). One
     // released with unappended bytes (its writer died between write and
     // close) must still not be lost; one still empty stores nothing.
-    commit = (file->state == PendingFile::State::kOpen ||
-              file->state == PendingFile::State::kStored) &&
-             file->dirty;
+    commit =
+        (file->state == PendingFile::State::kOpen || file->state == PendingFile::State::kStored) &&
+        file->dirty;
     if (commit) file->state = PendingFile::State::kCommitting;
   }
   if (commit) {
@@ -1209,8 +1246,8 @@ void Driver::Release(uint64_t handle) {
   bool never_stored;
   {
     std::lock_guard lock(mu_);
-    never_stored = file->state == PendingFile::State::kOpen ||
-                   file->state == PendingFile::State::kCommitting;
+    never_stored =
+        file->state == PendingFile::State::kOpen || file->state == PendingFile::State::kCommitting;
     if (Node* node = FindNode(file->ino);
         node != nullptr && node->kind == NodeKind::kMessage && node->pending == file) {
       node->pending.reset();  // no descriptor left that could change it
@@ -1330,8 +1367,7 @@ AttrName ParseMessageAttr(std::string_view name) {
     a.keyword = a.rest.substr(kKeywordPrefix.size());
   } else if (a.rest == "internaldate") {
     a.kind = AttrKind::kInternalDate;
-  } else if (a.rest == "uid" || a.rest == "emailid" || a.rest == "threadid" ||
-             a.rest == "recent") {
+  } else if (a.rest == "uid" || a.rest == "emailid" || a.rest == "threadid" || a.rest == "recent") {
     a.kind = AttrKind::kReadOnly;
   } else {
     for (SystemFlag f : kAllSystemFlags) {
@@ -1363,17 +1399,23 @@ void AppendFlagAttrNames(const FlagSet& flags, std::string* names) {
 
 int FlagAttrValue(const AttrName& a, const FlagSet& flags, std::string* value) {
   switch (a.kind) {
-    case AttrKind::kFlags: *value = flags.ToString(); return 0;
-    case AttrKind::kSystemFlag: value->clear(); return flags.Has(a.flag) ? 0 : ENODATA;
-    case AttrKind::kKeyword: value->clear(); return flags.HasKeyword(a.keyword) ? 0 : ENODATA;
-    default: return ENODATA;
+    case AttrKind::kFlags:
+      *value = flags.ToString();
+      return 0;
+    case AttrKind::kSystemFlag:
+      value->clear();
+      return flags.Has(a.flag) ? 0 : ENODATA;
+    case AttrKind::kKeyword:
+      value->clear();
+      return flags.HasKeyword(a.keyword) ? 0 : ENODATA;
+    default:
+      return ENODATA;
   }
 }
 
 // The change a flag attribute asks for: setxattr (remove=false) or
 // removexattr (remove=true). EINVAL for a malformed flag.
-int FlagChange(const AttrName& a, std::string_view value, bool remove, FlagOp* op,
-               FlagSet* flags) {
+int FlagChange(const AttrName& a, std::string_view value, bool remove, FlagOp* op, FlagSet* flags) {
   switch (a.kind) {
     case AttrKind::kFlags: {
       *op = FlagOp::kReplace;
@@ -1394,7 +1436,8 @@ int FlagChange(const AttrName& a, std::string_view value, bool remove, FlagOp* o
       *op = remove ? FlagOp::kDelete : FlagOp::kAdd;
       flags->AddKeyword(a.keyword);
       return 0;
-    default: return ENOTSUP;
+    default:
+      return ENOTSUP;
   }
 }
 
@@ -1410,8 +1453,11 @@ int Driver::MessageXattr(Ino ino, std::string_view name, std::string* value) {
   switch (a.kind) {
     case AttrKind::kFlags:
     case AttrKind::kSystemFlag:
-    case AttrKind::kKeyword: return FlagAttrValue(a, info->flags, value);
-    case AttrKind::kInternalDate: *value = FormatDate(info->internal_date); return 0;
+    case AttrKind::kKeyword:
+      return FlagAttrValue(a, info->flags, value);
+    case AttrKind::kInternalDate:
+      *value = FormatDate(info->internal_date);
+      return 0;
     case AttrKind::kReadOnly:
       if (a.rest == "uid") {
         *value = std::to_string(uid);
@@ -1427,7 +1473,8 @@ int Driver::MessageXattr(Ino ino, std::string_view name, std::string* value) {
         return 0;
       }
       return value->empty() ? ENODATA : 0;
-    default: return ENODATA;
+    default:
+      return ENODATA;
   }
 }
 
@@ -1487,9 +1534,11 @@ int Driver::GetXattr(Ino ino, std::string_view name, std::string* value) {
     pending = node->pending;
   }
   switch (kind) {
-    case NodeKind::kMessage: return MessageXattr(ino, name, value);
+    case NodeKind::kMessage:
+      return MessageXattr(ino, name, value);
     case NodeKind::kRoot:
-    case NodeKind::kDirectory: return MailboxXattr(ino, name, value);
+    case NodeKind::kDirectory:
+      return MailboxXattr(ino, name, value);
     case NodeKind::kPending: {
       AttrName a = ParseMessageAttr(name);
       std::lock_guard lock(mu_);
@@ -1520,7 +1569,8 @@ int Driver::ListXattr(Ino ino, std::string* names) {
     names->push_back('\0');
   };
   switch (kind) {
-    case NodeKind::kRoot: return 0;
+    case NodeKind::kRoot:
+      return 0;
     case NodeKind::kPending: {
       std::lock_guard lock(mu_);
       AppendFlagAttrNames(pending->flags, names);
@@ -1767,8 +1817,9 @@ std::vector<Invalidation> Driver::TakeInvalidations(const ChangeBatch& batch) {
           }
           break;
         }
-        case Change::Kind::kFlagsChanged:     // flags are attributes the kernel does not cache
-        case Change::Kind::kSubscriptions: break;
+        case Change::Kind::kFlagsChanged:  // flags are attributes the kernel does not cache
+        case Change::Kind::kSubscriptions:
+          break;
       }
     }
     for (const Change& change : batch.changes) {

@@ -96,8 +96,8 @@ class Driver {
   // Calls `add` for entries from `offset` until it returns false (buffer
   // full). With `plus`, entries carry attributes and count a reference,
   // but only for those `add` accepted.
-  using DirFiller = std::function<bool(std::string_view name, const EntryReply& entry,
-                                       uint64_t next_offset)>;
+  using DirFiller =
+      std::function<bool(std::string_view name, const EntryReply& entry, uint64_t next_offset)>;
   int ReadDir(Ino ino, uint64_t handle, uint64_t offset, bool plus, const DirFiller& add);
   void ReleaseDir(uint64_t handle);
 
@@ -153,12 +153,12 @@ class Driver {
   Ino DirectoryIno(const std::string& mailbox_name);
   uint32_t RefKey(const std::shared_ptr<MailboxData>& data);
   Ino MessageIno(uint32_t key, uint32_t uid) const;
+  uint64_t AdoptHandle(std::unique_ptr<FileHandle> handle);
   void CountLookup(Ino ino);
 
   // Resolution (take mu_ themselves, call the store without it).
   int DirectoryName(Ino ino, std::string* name);
-  int ResolveMailbox(const std::string& name, std::shared_ptr<MailboxData>* data,
-                     uint32_t* key);
+  int ResolveMailbox(const std::string& name, std::shared_ptr<MailboxData>* data, uint32_t* key);
   bool MailboxOrParentExists(const std::string& name);
   int ResolveChild(Ino parent, std::string_view name, Resolved* out);
   int MessageByNode(Ino ino, std::shared_ptr<MailboxData>* data, uint32_t* uid);
@@ -212,6 +212,10 @@ class Driver {
   // Files being written (and scratch files), by (parent inode, name).
   std::map<std::pair<Ino, std::string>, std::shared_ptr<PendingFile>, std::less<>> pending_;
   std::vector<Invalidation> queued_invalidations_;
+  // Every open handle, so that those the kernel never released (a mount
+  // torn down with files open) are freed with the driver.
+  std::unordered_map<FileHandle*, std::unique_ptr<FileHandle>> file_handles_;
+  std::unordered_map<DirHandle*, std::unique_ptr<DirHandle>> dir_handles_;
 };
 
 }  // namespace mailfs

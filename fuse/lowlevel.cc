@@ -4,11 +4,11 @@
 // reaches libfuse.
 #include "fuse/lowlevel.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cerrno>
 #include <string>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "fuse/driver.h"
 
@@ -139,8 +139,8 @@ void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fu
       size_t need;
       if (plus) {
         fuse_entry_param e = ToEntry(entry);
-        need = fuse_add_direntry_plus(req, buffer.data() + used, size - used, name_str.c_str(),
-                                      &e, static_cast<off_t>(next));
+        need = fuse_add_direntry_plus(req, buffer.data() + used, size - used, name_str.c_str(), &e,
+                                      static_cast<off_t>(next));
       } else {
         need = fuse_add_direntry(req, buffer.data() + used, size - used, name_str.c_str(),
                                  &entry.attr, static_cast<off_t>(next));
@@ -161,8 +161,7 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_f
   ReadDirCommon(req, ino, size, offset, fi, false);
 }
 
-void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
-                   fuse_file_info* fi) {
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi) {
   ReadDirCommon(req, ino, size, offset, fi, true);
 }
 
@@ -188,9 +187,8 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
               const char* new_name, unsigned int flags) {
-  Guarded(req, "rename", [&] {
-    fuse_reply_err(req, D(req).Rename(parent, name, new_parent, new_name, flags));
-  });
+  Guarded(req, "rename",
+          [&] { fuse_reply_err(req, D(req).Rename(parent, name, new_parent, new_name, flags)); });
 }
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* new_name) {
@@ -204,17 +202,15 @@ void OpMknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) {
   fuse_reply_err(req, EPERM);  // only regular files, and those through create
 }
 
-void OpSymlink(fuse_req_t req, const char*, fuse_ino_t, const char*) {
-  fuse_reply_err(req, EPERM);
-}
+void OpSymlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EPERM); }
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
   Guarded(req, "create", [&] {
     EntryReply r;
     uint64_t handle = 0;
-    if (int err = D(req).Create(parent, name, mode, fi->flags, fuse_req_ctx(req)->pid, &r,
-                                &handle)) {
+    if (int err =
+            D(req).Create(parent, name, mode, fi->flags, fuse_req_ctx(req)->pid, &r, &handle)) {
       fuse_reply_err(req, err);
       return;
     }
@@ -259,8 +255,8 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t of
              fuse_file_info* fi) {
   Guarded(req, "write", [&] {
     size_t written = 0;
-    if (int err = D(req).Write(fi->fh, static_cast<uint64_t>(offset),
-                               std::string_view(data, size), &written)) {
+    if (int err = D(req).Write(fi->fh, static_cast<uint64_t>(offset), std::string_view(data, size),
+                               &written)) {
       fuse_reply_err(req, err);
     } else {
       fuse_reply_write(req, written);

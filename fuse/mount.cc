@@ -1,8 +1,10 @@
 #include "fuse/mount.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/mount.h>
-#include <sys/sysmacros.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,9 +17,6 @@
 #include <fstream>
 #include <mutex>
 #include <thread>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "fuse/driver.h"
 #include "fuse/lowlevel.h"
@@ -99,8 +98,8 @@ Result<std::unique_ptr<Mount>> MountImpl::Start(std::shared_ptr<MailboxSet> stor
   if (mount->spool_dir_.empty()) {
     std::string tmpl = "/var/tmp/mailfs-spool-XXXXXX";
     if (::mkdtemp(tmpl.data()) == nullptr) {
-      return Status::Io(fmt::format("cannot create a spool directory under /var/tmp: {}",
-                                    std::strerror(errno)));
+      return Status::Io(
+          fmt::format("cannot create a spool directory under /var/tmp: {}", std::strerror(errno)));
     }
     mount->spool_dir_ = tmpl;
     mount->own_spool_dir_ = true;
@@ -179,8 +178,8 @@ void MountImpl::RunNotifier() {
       if (inv.kind == Invalidation::Kind::kInode) {
         err = fuse_lowlevel_notify_inval_inode(session_, inv.ino, 0, 0);
       } else {
-        err = fuse_lowlevel_notify_inval_entry(session_, inv.ino, inv.name.c_str(),
-                                               inv.name.size());
+        err =
+            fuse_lowlevel_notify_inval_entry(session_, inv.ino, inv.name.c_str(), inv.name.size());
       }
       // ENOENT: the kernel did not have it cached, which is fine.
       if (err != 0 && err != -ENOENT && !stop_notifier_.load()) {

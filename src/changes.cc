@@ -21,8 +21,7 @@ uint64_t ChangeLog::Cursor() {
 
 ChangeBatch ChangeLog::WaitSince(uint64_t* cursor, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  cv_.wait_for(lock, timeout,
-               [&] { return stopped_ || first_seq_ + log_.size() > *cursor; });
+  cv_.wait_for(lock, timeout, [&] { return stopped_ || first_seq_ + log_.size() > *cursor; });
   ChangeBatch batch;
   batch.stopped = stopped_;
   uint64_t head = first_seq_ + log_.size();

@@ -14,12 +14,12 @@ namespace mailfs {
 
 struct Change {
   enum class Kind {
-    kMailboxAdded,       // `mailbox` was created (or appeared by rename)
-    kMailboxRemoved,     // `mailbox` was deleted (or disappeared by rename)
-    kMessagesAdded,      // `uids` appeared in `mailbox`
-    kMessagesExpunged,   // `uids` left `mailbox`
-    kFlagsChanged,       // flags of `uids` in `mailbox` changed
-    kSubscriptions,      // the subscription of `mailbox` changed
+    kMailboxAdded,      // `mailbox` was created (or appeared by rename)
+    kMailboxRemoved,    // `mailbox` was deleted (or disappeared by rename)
+    kMessagesAdded,     // `uids` appeared in `mailbox`
+    kMessagesExpunged,  // `uids` left `mailbox`
+    kFlagsChanged,      // flags of `uids` in `mailbox` changed
+    kSubscriptions,     // the subscription of `mailbox` changed
   };
   Kind kind;
   std::string mailbox;

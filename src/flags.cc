@@ -1,31 +1,41 @@
 #include "src/flags.h"
 
-#include <algorithm>
-#include <cassert>
+#include <fmt/format.h>
 #include <strings.h>
 
-#include <fmt/format.h>
+#include <algorithm>
+#include <cassert>
 
 namespace mailfs {
 
 std::string_view SystemFlagName(SystemFlag flag) {
   switch (flag) {
-    case SystemFlag::kSeen: return "\\Seen";
-    case SystemFlag::kAnswered: return "\\Answered";
-    case SystemFlag::kFlagged: return "\\Flagged";
-    case SystemFlag::kDeleted: return "\\Deleted";
-    case SystemFlag::kDraft: return "\\Draft";
+    case SystemFlag::kSeen:
+      return "\\Seen";
+    case SystemFlag::kAnswered:
+      return "\\Answered";
+    case SystemFlag::kFlagged:
+      return "\\Flagged";
+    case SystemFlag::kDeleted:
+      return "\\Deleted";
+    case SystemFlag::kDraft:
+      return "\\Draft";
   }
   return "";
 }
 
 std::string_view SystemFlagAttributeName(SystemFlag flag) {
   switch (flag) {
-    case SystemFlag::kSeen: return "seen";
-    case SystemFlag::kAnswered: return "answered";
-    case SystemFlag::kFlagged: return "flagged";
-    case SystemFlag::kDeleted: return "deleted";
-    case SystemFlag::kDraft: return "draft";
+    case SystemFlag::kSeen:
+      return "seen";
+    case SystemFlag::kAnswered:
+      return "answered";
+    case SystemFlag::kFlagged:
+      return "flagged";
+    case SystemFlag::kDeleted:
+      return "deleted";
+    case SystemFlag::kDraft:
+      return "draft";
   }
   return "";
 }
@@ -35,9 +45,17 @@ bool IsValidKeyword(std::string_view keyword) {
   for (unsigned char c : keyword) {
     if (c <= 0x20 || c >= 0x7f) return false;
     switch (c) {
-      case '(': case ')': case '{': case '%': case '*': case '"': case '\\': case ']':
+      case '(':
+      case ')':
+      case '{':
+      case '%':
+      case '*':
+      case '"':
+      case '\\':
+      case ']':
         return false;
-      default: break;
+      default:
+        break;
     }
   }
   return true;

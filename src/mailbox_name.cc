@@ -1,8 +1,7 @@
 #include "src/mailbox_name.h"
 
-#include <strings.h>
-
 #include <fmt/format.h>
+#include <strings.h>
 
 namespace mailfs {
 namespace {

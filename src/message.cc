@@ -1,13 +1,12 @@
 #include "src/message.h"
 
+#include <fmt/format.h>
 #include <strings.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace mailfs {
 
