@@ -2,12 +2,14 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <pthread.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -153,7 +155,16 @@ Result<std::unique_ptr<Mount>> MountImpl::Start(std::shared_ptr<MailboxSet> stor
   fuse_loop_cfg_set_clone_fd(mount->loop_config_, 0);
   MountImpl* self = mount.get();
   bool single_threaded = options.max_threads <= 1;
-  self->loop_thread_ = std::thread([self, single_threaded] {
+  // A signal must reach a thread of the session loop: only its read() of
+  // /dev/fuse returns EINTR and sees the exit flag libfuse's handler set.
+  // So the caller (and the notifier, started below) block the signals and
+  // the loop thread, whose workers inherit its mask, unblocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, sig);
+  if (mount->signal_handlers_) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  self->loop_thread_ = std::thread([self, single_threaded, signals] {
+    pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
     int result = single_threaded ? fuse_session_loop(self->session_)
                                  : fuse_session_loop_mt(self->session_, self->loop_config_);
     std::lock_guard lock(self->mu_);

@@ -27,7 +27,8 @@ struct CommandLine {
   std::string source;
   std::string mountpoint;  // as given; see CheckMountPoint
   // Only the backend options the user gave: a backend refuses options it
-  // does not know, so nothing is filled in by default.
+  // does not know, so nothing is filled in by default. password_file (and
+  // spool_dir below) are made absolute: a daemon changes to / once mounted.
   SourceOptions source_options;
   // daemonize is true unless -f or -d was given; handle_signals is true
   // (SIGINT, SIGTERM and SIGHUP unmount). fuse_args holds the FUSE
