@@ -1526,13 +1526,7 @@ int Driver::MailboxXattr(Ino ino, std::string_view name, std::string* value) {
 int Driver::GetXattr(Ino ino, std::string_view name, std::string* value) {
   std::shared_ptr<PendingFile> pending;
   NodeKind kind;
-  {
-    std::lock_guard lock(mu_);
-    Node* node = FindNode(ino);
-    if (node == nullptr) return ENOENT;
-    kind = node->kind;
-    pending = node->pending;
-  }
+  if (int err = NodeState(ino, &kind, &pending)) return err;
   switch (kind) {
     case NodeKind::kMessage:
       return MessageXattr(ino, name, value);
@@ -1556,13 +1550,7 @@ int Driver::ListXattr(Ino ino, std::string* names) {
   names->clear();
   std::shared_ptr<PendingFile> pending;
   NodeKind kind;
-  {
-    std::lock_guard lock(mu_);
-    Node* node = FindNode(ino);
-    if (node == nullptr) return ENOENT;
-    kind = node->kind;
-    pending = node->pending;
-  }
+  if (int err = NodeState(ino, &kind, &pending)) return err;
   auto add = [names](std::string_view n) {
     names->append(kAttrPrefix);
     names->append(n);
@@ -1604,6 +1592,30 @@ int Driver::ListXattr(Ino ino, std::string* names) {
   return 0;
 }
 
+int Driver::NodeState(Ino ino, NodeKind* kind, std::shared_ptr<PendingFile>* pending) {
+  std::lock_guard lock(mu_);
+  Node* node = FindNode(ino);
+  if (node == nullptr) return ENOENT;
+  *kind = node->kind;
+  *pending = node->pending;
+  return 0;
+}
+
+// Of a mailbox's attributes only user.mail.subscribed can be written:
+// setting it subscribes, removing it unsubscribes.
+int Driver::WriteMailboxXattr(Ino ino, std::string_view name, bool remove) {
+  std::string_view rest = name.substr(kAttrPrefix.size());
+  std::string mailbox_name;
+  if (int err = DirectoryName(ino, &mailbox_name)) return err;
+  if (rest == "subscribed") {
+    Status s = store_->SetSubscribed(mailbox_name, !remove);
+    return s.ok() ? 0 : ErrnoOf(s);
+  }
+  bool known = std::find(std::begin(kMailboxReadOnlyAttrs), std::end(kMailboxReadOnlyAttrs),
+                         rest) != std::end(kMailboxReadOnlyAttrs);
+  return known ? EPERM : ENOTSUP;
+}
+
 int Driver::UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags) {
   std::shared_ptr<MailboxData> data;
   uint32_t uid = 0;
@@ -1621,27 +1633,10 @@ int Driver::UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags) {
 int Driver::SetXattr(Ino ino, std::string_view name, std::string_view value, int flags) {
   std::shared_ptr<PendingFile> pending;
   NodeKind kind;
-  {
-    std::lock_guard lock(mu_);
-    Node* node = FindNode(ino);
-    if (node == nullptr) return ENOENT;
-    kind = node->kind;
-    pending = node->pending;
-  }
+  if (int err = NodeState(ino, &kind, &pending)) return err;
   if (name.substr(0, kAttrPrefix.size()) != kAttrPrefix) return ENOTSUP;
   if (kind == NodeKind::kRoot) return ENOTSUP;
-  if (kind == NodeKind::kDirectory) {
-    std::string_view rest = name.substr(kAttrPrefix.size());
-    std::string mailbox_name;
-    if (int err = DirectoryName(ino, &mailbox_name)) return err;
-    if (rest == "subscribed") {
-      Status s = store_->SetSubscribed(mailbox_name, true);
-      return s.ok() ? 0 : ErrnoOf(s);
-    }
-    bool known = std::find(std::begin(kMailboxReadOnlyAttrs), std::end(kMailboxReadOnlyAttrs),
-                           rest) != std::end(kMailboxReadOnlyAttrs);
-    return known ? EPERM : ENOTSUP;
-  }
+  if (kind == NodeKind::kDirectory) return WriteMailboxXattr(ino, name, /*remove=*/false);
 
   AttrName a = ParseMessageAttr(name);
   if (a.kind == AttrKind::kNone) return ENOTSUP;
@@ -1683,27 +1678,10 @@ int Driver::SetXattr(Ino ino, std::string_view name, std::string_view value, int
 int Driver::RemoveXattr(Ino ino, std::string_view name) {
   std::shared_ptr<PendingFile> pending;
   NodeKind kind;
-  {
-    std::lock_guard lock(mu_);
-    Node* node = FindNode(ino);
-    if (node == nullptr) return ENOENT;
-    kind = node->kind;
-    pending = node->pending;
-  }
+  if (int err = NodeState(ino, &kind, &pending)) return err;
   if (name.substr(0, kAttrPrefix.size()) != kAttrPrefix) return ENOTSUP;
   if (kind == NodeKind::kRoot) return ENOTSUP;
-  if (kind == NodeKind::kDirectory) {
-    std::string_view rest = name.substr(kAttrPrefix.size());
-    std::string mailbox_name;
-    if (int err = DirectoryName(ino, &mailbox_name)) return err;
-    if (rest == "subscribed") {
-      Status s = store_->SetSubscribed(mailbox_name, false);
-      return s.ok() ? 0 : ErrnoOf(s);
-    }
-    bool known = std::find(std::begin(kMailboxReadOnlyAttrs), std::end(kMailboxReadOnlyAttrs),
-                           rest) != std::end(kMailboxReadOnlyAttrs);
-    return known ? EPERM : ENOTSUP;
-  }
+  if (kind == NodeKind::kDirectory) return WriteMailboxXattr(ino, name, /*remove=*/true);
   AttrName a = ParseMessageAttr(name);
   if (a.kind == AttrKind::kNone) return ENOTSUP;
   if (a.kind == AttrKind::kReadOnly || a.kind == AttrKind::kInternalDate) {

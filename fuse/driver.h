@@ -189,6 +189,8 @@ class Driver {
                     unsigned flags);
 
   // Extended attributes.
+  int NodeState(Ino ino, NodeKind* kind, std::shared_ptr<PendingFile>* pending);
+  int WriteMailboxXattr(Ino ino, std::string_view name, bool remove);
   int MessageXattr(Ino ino, std::string_view name, std::string* value);
   int MailboxXattr(Ino ino, std::string_view name, std::string* value);
   int UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags);

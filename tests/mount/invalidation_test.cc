@@ -79,9 +79,8 @@ TEST_P(InvalidationTest, FlagChangedElsewhereShowsInXattr) {
   ASSERT_FALSE(uids.empty());
   std::string path = P("INBOX/" + std::to_string(uids.back()) + ".eml");
   ASSERT_TRUE(GetXattr(path, "user.mail.flags"));
-  ASSERT_TRUE(StoreMailbox(store(), "INBOX")
-                  ->Update(uids.back(), Flags("\\Answered"), FlagOp::kAdd)
-                  .ok());
+  ASSERT_TRUE(
+      StoreMailbox(store(), "INBOX")->Update(uids.back(), Flags("\\Answered"), FlagOp::kAdd).ok());
   EXPECT_TRUE(Eventually(
       [&] {
         int err = 0;

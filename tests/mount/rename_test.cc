@@ -15,17 +15,6 @@
 namespace mailfs::test {
 namespace {
 
-std::string Name(uint32_t uid) { return std::to_string(uid) + ".eml"; }
-
-std::vector<uint32_t> NewUids(const std::vector<uint32_t>& before,
-                              const std::vector<uint32_t>& after) {
-  std::vector<uint32_t> added;
-  for (uint32_t uid : after) {
-    if (std::find(before.begin(), before.end(), uid) == before.end()) added.push_back(uid);
-  }
-  return added;
-}
-
 bool Contains(const std::vector<uint32_t>& v, uint32_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }

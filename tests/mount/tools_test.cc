@@ -18,17 +18,6 @@
 namespace mailfs::test {
 namespace {
 
-std::string Name(uint32_t uid) { return std::to_string(uid) + ".eml"; }
-
-std::vector<uint32_t> NewUids(const std::vector<uint32_t>& before,
-                              const std::vector<uint32_t>& after) {
-  std::vector<uint32_t> added;
-  for (uint32_t uid : after) {
-    if (std::find(before.begin(), before.end(), uid) == before.end()) added.push_back(uid);
-  }
-  return added;
-}
-
 // A mailbox's messages as a sorted list of "hash flags date", so that two
 // mailboxes can be compared whatever UIDs they assigned.
 std::vector<std::string> Contents(MailboxSet& store, const std::string& mailbox,

@@ -15,18 +15,6 @@
 namespace mailfs::test {
 namespace {
 
-std::string Name(uint32_t uid) { return std::to_string(uid) + ".eml"; }
-
-// The UIDs in `after` that are not in `before`.
-std::vector<uint32_t> NewUids(const std::vector<uint32_t>& before,
-                              const std::vector<uint32_t>& after) {
-  std::vector<uint32_t> added;
-  for (uint32_t uid : after) {
-    if (std::find(before.begin(), before.end(), uid) == before.end()) added.push_back(uid);
-  }
-  return added;
-}
-
 bool Listed(const std::string& dir, const std::string& name) {
   auto names = ListDir(dir);
   return names && std::count(names->begin(), names->end(), name) > 0;

@@ -1067,4 +1067,15 @@ void MountTest::MakeReadOnly(std::string_view mailbox) {
   ASSERT_TRUE(st.ok()) << "make_readonly(" << mailbox << "): " << st.ToString();
 }
 
+std::string Name(uint32_t uid) { return std::to_string(uid) + ".eml"; }
+
+std::vector<uint32_t> NewUids(const std::vector<uint32_t>& before,
+                              const std::vector<uint32_t>& after) {
+  std::vector<uint32_t> added;
+  for (uint32_t uid : after) {
+    if (std::find(before.begin(), before.end(), uid) == before.end()) added.push_back(uid);
+  }
+  return added;
+}
+
 }  // namespace mailfs::test

@@ -221,6 +221,11 @@ std::vector<std::string> StoreMailboxes(MailboxSet& store);
 bool StoreHasMailbox(MailboxSet& store, std::string_view mailbox);
 std::vector<std::string> StoreSubscribed(MailboxSet& store);
 FlagSet Flags(std::string_view text);  // FlagSet::Parse that must succeed
+// "7.eml": the canonical name of a UID.
+std::string Name(uint32_t uid);
+// The UIDs in `after` that are not in `before`, in the order of `after`.
+std::vector<uint32_t> NewUids(const std::vector<uint32_t>& before,
+                              const std::vector<uint32_t>& after);
 
 // The standard corpus most tests start from:
 //   INBOX         four messages appended, the third expunged (a UID gap);
