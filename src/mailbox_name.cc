@@ -4,7 +4,6 @@
 #include <strings.h>
 
 namespace mailfs {
-namespace {
 
 bool IsValidUtf8(std::string_view s) {
   size_t i = 0;
@@ -42,8 +41,6 @@ bool IsValidUtf8(std::string_view s) {
   }
   return true;
 }
-
-}  // namespace
 
 Result<std::string> NormalizeMailboxName(std::string_view name) {
   if (name.empty()) return Status::InvalidName("empty mailbox name");

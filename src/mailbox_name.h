@@ -12,6 +12,10 @@ namespace mailfs {
 inline constexpr char kDelimiter = '/';
 inline constexpr std::string_view kInbox = "INBOX";
 
+// True for well-formed UTF-8: no overlong forms, surrogates, or values past
+// U+10FFFF.
+bool IsValidUtf8(std::string_view text);
+
 // Checks and normalizes a name: valid UTF-8; no empty level, no leading or
 // trailing '/'; no level that starts with '.' (reserved on the mount); no
 // control characters; a first level spelled inbox in any case becomes

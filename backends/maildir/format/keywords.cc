@@ -5,28 +5,13 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "backends/maildir/format/text.h"
 #include "src/flags.h"
 
 namespace mailfs::maildir {
 namespace {
 
 // How much of a bad line a problem report quotes.
-constexpr size_t kExcerptLength = 60;
-
-// A bounded, printable quote of hostile bytes for a log line.
-std::string Excerpt(std::string_view text) {
-  std::string out;
-  for (size_t i = 0; i < text.size() && i < kExcerptLength; ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c >= 0x7f || c == '\\') {
-      out += fmt::format("\\x{:02x}", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > kExcerptLength) out += "...";
-  return out;
-}
 
 char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 

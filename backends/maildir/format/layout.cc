@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backends/maildir/format/mutf7.h"
+#include "backends/maildir/format/text.h"
 #include "src/mailbox_name.h"
 
 namespace mailfs::maildir {
@@ -14,20 +15,6 @@ namespace {
 constexpr size_t kMaxEntry = 255;
 constexpr std::string_view kMaildirTrash = "..DOVECOT-TRASHED";
 constexpr std::string_view kFsTrash = "..DOVECOT-TrasH";
-
-std::vector<std::string_view> Split(std::string_view text, char separator) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    size_t end = text.find(separator, start);
-    if (end == std::string_view::npos) {
-      parts.push_back(text.substr(start));
-      return parts;
-    }
-    parts.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-}
 
 bool IsMaildirSubdir(std::string_view level) {
   return level == "cur" || level == "new" || level == "tmp";

@@ -153,15 +153,6 @@ Status DecodeBase64Run(std::string_view text, size_t begin, size_t end, std::str
 
 }  // namespace
 
-bool IsValidUtf8(std::string_view text) {
-  size_t pos = 0;
-  uint32_t cp;
-  while (pos < text.size()) {
-    if (!NextCodePoint(text, &pos, &cp)) return false;
-  }
-  return true;
-}
-
 std::string PrintableForLog(std::string_view text) {
   std::string out;
   size_t pos = 0;

@@ -12,13 +12,10 @@
 #include <string>
 #include <string_view>
 
+#include "src/mailbox_name.h"  // IsValidUtf8
 #include "src/status.h"
 
 namespace mailfs::maildir {
-
-// True for well-formed UTF-8: no overlong forms, no surrogates, nothing past
-// U+10FFFF. NUL is valid UTF-8 (callers that cannot hold it check for it).
-bool IsValidUtf8(std::string_view text);
 
 // `text` for a log line or an error detail: printable ASCII and valid UTF-8
 // as they are, '\\' and every other byte as \xHH.

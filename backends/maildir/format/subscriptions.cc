@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "backends/maildir/format/mutf7.h"
+#include "backends/maildir/format/text.h"
 #include "src/mailbox_name.h"
 
 namespace mailfs::maildir {
@@ -12,20 +13,6 @@ namespace {
 
 constexpr std::string_view kV2Header = "V\t2\n\n";
 constexpr char kEscape = '\001';
-
-std::vector<std::string_view> Split(std::string_view text, char separator) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    size_t end = text.find(separator, start);
-    if (end == std::string_view::npos) {
-      parts.push_back(text.substr(start));
-      return parts;
-    }
-    parts.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-}
 
 // One line of a v1 or v2 file as a mailbox name.
 Result<std::string> DecodeDovecotLine(std::string_view line, SubscriptionsVersion version,

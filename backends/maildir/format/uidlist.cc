@@ -6,32 +6,18 @@
 #include <charconv>
 #include <unordered_map>
 
+#include "backends/maildir/format/text.h"
+
 namespace mailfs::maildir {
 namespace {
 
 // Dovecot's compress threshold (UIDLIST_COMPRESS_PERCENTAGE).
 constexpr uint64_t kCompressPercentage = 75;
 // How much of a bad line a problem report quotes.
-constexpr size_t kExcerptLength = 60;
 
 Status Corrupt(std::string detail) {
   return Status::Error(ErrorCode::kCorrupt, ErrorScope::kMailbox,
                        "dovecot-uidlist: " + std::move(detail));
-}
-
-// A bounded, printable quote of hostile bytes for a log line.
-std::string Excerpt(std::string_view text) {
-  std::string out;
-  for (size_t i = 0; i < text.size() && i < kExcerptLength; ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c >= 0x7f || c == '\\') {
-      out += fmt::format("\\x{:02x}", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > kExcerptLength) out += "...";
-  return out;
 }
 
 bool IsControl(unsigned char c) { return c < 0x20 || c == 0x7f; }
