@@ -1616,7 +1616,8 @@ int Driver::WriteMailboxXattr(Ino ino, std::string_view name, bool remove) {
   return known ? EPERM : ENOTSUP;
 }
 
-int Driver::UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags) {
+int Driver::UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags,
+                        const std::shared_ptr<PendingFile>& still_open) {
   std::shared_ptr<MailboxData> data;
   uint32_t uid = 0;
   if (int err = MessageByNode(ino, &data, &uid)) return err;
@@ -1627,7 +1628,12 @@ int Driver::UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags) {
     return EINVAL;  // a flag this mailbox cannot store
   }
   auto updated = data->Update(uid, flags, op);
-  return updated.ok() ? 0 : ErrnoOf(updated.status());
+  if (!updated.ok()) return ErrnoOf(updated.status());
+  if (still_open) {  // a message appended from a file still open: a re-append keeps the flags
+    std::lock_guard lock(mu_);
+    still_open->flags.Apply(op, flags);
+  }
+  return 0;
 }
 
 int Driver::SetXattr(Ino ino, std::string_view name, std::string_view value, int flags) {
@@ -1667,12 +1673,7 @@ int Driver::SetXattr(Ino ino, std::string_view name, std::string_view value, int
     if ((flags & XATTR_CREATE) && present) return EEXIST;
     if ((flags & XATTR_REPLACE) && !present) return ENODATA;
   }
-  if (int err = UpdateFlags(ino, op, change)) return err;
-  if (pending) {  // still open for writing: a re-append keeps the flags
-    std::lock_guard lock(mu_);
-    pending->flags.Apply(op, change);
-  }
-  return 0;
+  return UpdateFlags(ino, op, change, pending);
 }
 
 int Driver::RemoveXattr(Ino ino, std::string_view name) {
@@ -1703,12 +1704,7 @@ int Driver::RemoveXattr(Ino ino, std::string_view name) {
     std::string unused;
     if (int err = MessageXattr(ino, name, &unused)) return err;  // ENODATA when not set
   }
-  if (int err = UpdateFlags(ino, op, change)) return err;
-  if (pending) {
-    std::lock_guard lock(mu_);
-    pending->flags.Apply(op, change);
-  }
-  return 0;
+  return UpdateFlags(ino, op, change, pending);
 }
 
 int Driver::StatFs(struct statvfs* out) {

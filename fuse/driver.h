@@ -193,7 +193,10 @@ class Driver {
   int WriteMailboxXattr(Ino ino, std::string_view name, bool remove);
   int MessageXattr(Ino ino, std::string_view name, std::string* value);
   int MailboxXattr(Ino ino, std::string_view name, std::string* value);
-  int UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags);
+  // Changes a stored message's flags; `still_open` (may be null) is the file
+  // it was appended from while descriptors remain, which gets them too.
+  int UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags,
+                  const std::shared_ptr<PendingFile>& still_open);
 
   const std::shared_ptr<MailboxSet> store_;
   const DriverOptions options_;
