@@ -86,4 +86,25 @@ std::string HeaderValue(std::string_view message, std::string_view name) {
   return {};
 }
 
+// The first "<...>" token of a header value: "<a@x> <b@y>" -> "<a@x>".
+static std::string FirstMessageId(std::string_view value) {
+  size_t open = value.find('<');
+  if (open == std::string_view::npos) return {};
+  size_t close = value.find('>', open);
+  if (close == std::string_view::npos) return {};
+  return std::string(value.substr(open, close - open + 1));
+}
+
+// What groups a message into a thread: the root of its References chain,
+// else its parent, else itself. A reply and the message it answers thus
+// share a key as long as the reply names the root, which every mail client
+// does. Empty when the message carries no Message-ID at all.
+std::string ThreadKey(std::string_view message) {
+  for (std::string_view header : {"References", "In-Reply-To", "Message-ID"}) {
+    std::string id = FirstMessageId(HeaderValue(message, header));
+    if (!id.empty()) return id;
+  }
+  return {};
+}
+
 }  // namespace mailfs

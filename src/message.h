@@ -88,4 +88,10 @@ bool LooksLikeMessage(std::string_view head);
 // References; not a MIME parser.
 std::string HeaderValue(std::string_view message, std::string_view name);
 
+// What groups a message into a thread (RFC 8474 THREADID): the first
+// Message-ID of its References, else of In-Reply-To, else its own
+// Message-ID; empty when it has none. A reply and its root share the key as
+// long as the reply names the root, which mail clients do.
+std::string ThreadKey(std::string_view message);
+
 }  // namespace mailfs

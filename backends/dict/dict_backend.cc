@@ -61,27 +61,6 @@ uint32_t NewUidValidity() {
   return value != 0 ? value : next.fetch_add(1);  // 0 means "none" in IMAP
 }
 
-// The first "<...>" token of a header value: "<a@x> <b@y>" -> "<a@x>".
-std::string FirstMessageId(std::string_view value) {
-  size_t open = value.find('<');
-  if (open == std::string_view::npos) return {};
-  size_t close = value.find('>', open);
-  if (close == std::string_view::npos) return {};
-  return std::string(value.substr(open, close - open + 1));
-}
-
-// What groups a message into a thread: the root of its References chain,
-// else its parent, else itself. A reply and the message it answers thus
-// share a key as long as the reply names the root, which every mail client
-// does. Empty when the message carries no Message-ID at all.
-std::string ThreadKey(std::string_view message) {
-  for (std::string_view header : {"References", "In-Reply-To", "Message-ID"}) {
-    std::string id = FirstMessageId(HeaderValue(message, header));
-    if (!id.empty()) return id;
-  }
-  return {};
-}
-
 // The bytes of a new message. Shares them when the reader already holds
 // them in memory, else reads them; called without the lock, since reading
 // a file may block.
