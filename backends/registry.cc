@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cstdlib>
+
 #include "backends/dict/dict_backend.h"
+#include "backends/maildir/maildir_backend.h"
 
 namespace mailfs {
 namespace {
@@ -32,6 +35,54 @@ Status CheckNoBackendOptions(std::string_view source, const SourceOptions& optio
   return Status::Ok();
 }
 
+// "maildir:PATH" or a plain absolute PATH, with layout= (maildir++ or fs),
+// names= (mutf7 or utf8), fsync= (yes or no), lock_timeout= (seconds).
+Result<std::shared_ptr<MailboxSet>> OpenMaildirSource(std::string_view path,
+                                                      const SourceOptions& options) {
+  MaildirOptions maildir;
+  maildir.root = std::string(path);
+  for (const auto& [name, value] : options) {
+    if (IsGenericOption(name)) continue;
+    if (name == "layout") {
+      if (value == "maildir++" || value == "++") {
+        maildir.layout = maildir::Layout::kMaildirPlusPlus;
+      } else if (value == "fs") {
+        maildir.layout = maildir::Layout::kFs;
+      } else {
+        return Status::InvalidArgument(
+            fmt::format("layout must be maildir++ or fs, not '{}'", value));
+      }
+    } else if (name == "names") {
+      if (value == "mutf7") {
+        maildir.encoding = maildir::NameEncoding::kMutf7;
+      } else if (value == "utf8") {
+        maildir.encoding = maildir::NameEncoding::kUtf8;
+      } else {
+        return Status::InvalidArgument(fmt::format("names must be mutf7 or utf8, not '{}'", value));
+      }
+    } else if (name == "fsync") {
+      if (value == "yes" || value == "1" || value == "true") {
+        maildir.fsync = true;
+      } else if (value == "no" || value == "0" || value == "false") {
+        maildir.fsync = false;
+      } else {
+        return Status::InvalidArgument(fmt::format("fsync must be yes or no, not '{}'", value));
+      }
+    } else if (name == "lock_timeout") {
+      char* end = nullptr;
+      double seconds = std::strtod(value.c_str(), &end);
+      if (end == value.c_str() || *end != '\0' || seconds < 0 || seconds > 3600) {
+        return Status::InvalidArgument(
+            fmt::format("lock_timeout must be seconds (0..3600), not '{}'", value));
+      }
+      maildir.lock_timeout = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    } else {
+      return Status::InvalidArgument(fmt::format("option '{}' is not known to maildir", name));
+    }
+  }
+  return OpenMaildirMailboxSet(maildir);
+}
+
 }  // namespace
 
 Result<std::shared_ptr<MailboxSet>> OpenSource(std::string_view source,
@@ -46,6 +97,8 @@ Result<std::shared_ptr<MailboxSet>> OpenSource(std::string_view source,
     }
     return set;
   }
+  if (source.starts_with("maildir:")) return OpenMaildirSource(source.substr(8), options);
+  if (source.starts_with("/")) return OpenMaildirSource(source, options);
   std::vector<std::string> known;
   for (const SourceHelp& help : DescribeSources()) known.push_back(help.syntax);
   return Status::InvalidArgument(
@@ -56,6 +109,8 @@ std::vector<SourceHelp> DescribeSources() {
   return {
       {"demo", "in memory, preloaded with a small demo corpus"},
       {"memory", "in memory, starts with an empty INBOX"},
+      {"maildir:PATH", "a Maildir shared with Dovecot (-o layout=fs, names=utf8, fsync=no)"},
+      {"PATH", "the same: a path starting with / or ."},
   };
 }
 

@@ -22,7 +22,8 @@ namespace {
 // mailfs options that go to the backend (SourceOptions), and the one that
 // goes to the driver.
 constexpr std::string_view kSourceOptionNames[] = {
-    "layout", "names", "login", "prefix", "users_prefix", "separator", "password_file",
+    "layout", "names",        "fsync",     "lock_timeout",  "login",
+    "prefix", "users_prefix", "separator", "password_file",
 };
 constexpr std::string_view kSpoolOption = "spool";
 
@@ -202,6 +203,21 @@ std::string CleanFuseMessage(std::string message) {
 
 }  // namespace
 
+// A daemon changes to / once mounted, so the path of a Maildir source
+// ("maildir:PATH", or a plain PATH) is made absolute now: "maildir:~/Mail"
+// stays as the shell left it, "./Mail" becomes "maildir:/home/sam/Mail".
+std::string AbsoluteMaildirSource(std::string_view source) {
+  constexpr std::string_view kScheme = "maildir:";
+  bool tagged = source.starts_with(kScheme);
+  bool plain_path = source.starts_with("/") || source.starts_with("./") ||
+                    source.starts_with("../") || source == "." || source == "..";
+  if (!tagged && !plain_path) return std::string(source);
+  std::string_view path = tagged ? source.substr(kScheme.size()) : source;
+  if (path.empty()) return std::string(source);
+  return std::string(kScheme) +
+         std::filesystem::absolute(std::string(path)).lexically_normal().string();
+}
+
 std::string PublicSourceName(std::string_view source) {
   size_t scheme = source.find("://");
   if (scheme == std::string_view::npos) return std::string(source);
@@ -256,7 +272,7 @@ Result<CommandLine> ParseCommandLine(int argc, const char* const argv[]) {
   if (state.positional[1].empty()) return Status::InvalidArgument("MOUNTPOINT is empty");
 
   CommandLine& command_line = state.command_line;
-  command_line.source = state.positional[0];
+  command_line.source = AbsoluteMaildirSource(state.positional[0]);
   command_line.mountpoint = state.positional[1];
   std::vector<std::string>& fuse_args = command_line.mount_options.fuse_args;
   if (!state.has_fsname) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -17,6 +18,7 @@
 #include "backends/registry.h"
 #include "src/mailbox_name.h"
 #include "tests/support/backend_factories.h"
+#include "tests/support/mount_fixture.h"
 #include "tests/support/test_util.h"
 
 namespace mailfs {
@@ -432,7 +434,8 @@ TEST(RegistryTest, OpensTheInMemorySources) {
 TEST(RegistryTest, RefusesUnknownSourcesAndOptions) {
   auto unknown = OpenSource("nosuch", {});
   MAILFS_ASSERT_CODE(unknown, kInvalidArgument);
-  EXPECT_EQ(unknown.status().detail(), "unknown source 'nosuch' (known: demo, memory)");
+  EXPECT_EQ(unknown.status().detail(),
+            "unknown source 'nosuch' (known: demo, memory, maildir:PATH, PATH)");
 
   auto bad_option = OpenSource("memory", {{"layout", "fs"}});
   MAILFS_ASSERT_CODE(bad_option, kInvalidArgument);
@@ -442,11 +445,44 @@ TEST(RegistryTest, RefusesUnknownSourcesAndOptions) {
 
 TEST(RegistryTest, DescribesEverySourceItCanOpen) {
   std::vector<SourceHelp> sources = DescribeSources();
-  ASSERT_EQ(sources.size(), 2u);
+  ASSERT_EQ(sources.size(), 4u);
+  test::TempDir dir;
   for (const SourceHelp& help : sources) {
     EXPECT_FALSE(help.description.empty());
-    MAILFS_EXPECT_OK(OpenSource(help.syntax, {})) << help.syntax;
+    // PATH in a syntax stands for a directory.
+    std::string source = help.syntax;
+    if (size_t path = source.find("PATH"); path != std::string::npos) {
+      source.replace(path, 4, dir.path());
+    }
+    MAILFS_EXPECT_OK(OpenSource(source, {})) << help.syntax;
   }
+}
+
+TEST(RegistryTest, OpensAMaildirWithItsOptions) {
+  test::TempDir dir;
+  auto plain = OpenSource(dir.path(), {});
+  MAILFS_ASSERT_OK(plain);
+  EXPECT_EQ(*(*plain)->ListMailboxes(), std::vector<std::string>{"INBOX"});
+  MAILFS_ASSERT_OK(OpenSource("maildir:" + dir.path(), {{"layout", "fs"},
+                                                        {"names", "utf8"},
+                                                        {"fsync", "no"},
+                                                        {"lock_timeout", "2.5"},
+                                                        {"spool", "/var/tmp/x"}}));
+  for (const auto& [name, value] :
+       std::vector<std::pair<std::string, std::string>>{{"layout", "flat"},
+                                                        {"names", "latin1"},
+                                                        {"fsync", "maybe"},
+                                                        {"lock_timeout", "soon"},
+                                                        {"lock_timeout", "-1"},
+                                                        {"login", "sam"}}) {
+    auto refused = OpenSource("maildir:" + dir.path(), {{name, value}});
+    MAILFS_EXPECT_CODE(refused, kInvalidArgument);
+    EXPECT_NE(refused.status().detail().find(name), std::string::npos) << refused.status().detail();
+  }
+  MAILFS_EXPECT_CODE(OpenSource("maildir:relative/path", {}), kInvalidArgument);
+  MAILFS_EXPECT_OK(OpenSource("maildir:" + dir.Path("new-store"), {}));  // created
+  std::ofstream(dir.Path("plain-file")) << "not a directory";
+  MAILFS_EXPECT_CODE(OpenSource("maildir:" + dir.Path("plain-file"), {}), kInvalidArgument);
 }
 
 }  // namespace

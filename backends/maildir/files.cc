@@ -1,0 +1,316 @@
+#include "backends/maildir/files.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace mailfs::maildir {
+
+Status ErrnoStatus(int error, std::string_view operation, std::string_view path, ErrorScope scope) {
+  ErrorCode code = ErrorCode::kIo;
+  switch (error) {
+    case ENOENT:
+      code = ErrorCode::kNotFound;
+      break;
+    case ENOSPC:
+    case EDQUOT:
+      code = ErrorCode::kNoSpace;
+      break;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      code = ErrorCode::kReadOnly;
+      break;
+    default:
+      break;
+  }
+  return Status::Error(code, scope, fmt::format("{} {}: {}", operation, path, strerror(error)));
+}
+
+FileOwner FileOwner::Of(const struct stat& root) {
+  FileOwner owner;
+  owner.chown = geteuid() == 0 && (root.st_uid != 0 || root.st_gid != 0);
+  owner.uid = root.st_uid;
+  owner.gid = root.st_gid;
+  owner.dir_mode = (root.st_mode & 07777) | 0700;
+  owner.file_mode = (root.st_mode & 0666) | 0600;
+  return owner;
+}
+
+void FileOwner::Apply(int fd, std::string_view path_for_log) const {
+  if (chown && fchown(fd, uid, gid) != 0) {
+    spdlog::warn("maildir: cannot give {} to {}:{}: {}", path_for_log, uid, gid, strerror(errno));
+  }
+}
+
+void FileOwner::ApplyAt(int dir_fd, const char* name, std::string_view path_for_log) const {
+  if (chown && fchownat(dir_fd, name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    spdlog::warn("maildir: cannot give {} to {}:{}: {}", path_for_log, uid, gid, strerror(errno));
+  }
+}
+
+namespace {
+
+// Reads fd from its current position to the end.
+Status ReadRest(int fd, const std::string& path, std::string* out) {
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, "read", path);
+    }
+    if (n == 0) return Status::Ok();
+    out->append(buffer, static_cast<size_t>(n));
+  }
+}
+
+Status WriteAll(int fd, std::string_view bytes, const std::string& path) {
+  while (!bytes.empty()) {
+    ssize_t n = write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, "write", path);
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+std::string DirectoryOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+Result<std::string> ReadWholeFile(const std::string& path) {
+  auto tail = ReadFileFrom(path, 0);
+  if (!tail.ok()) return tail.status();
+  return std::move(tail->bytes);
+}
+
+Result<FileTail> ReadFileFrom(const std::string& path, uint64_t offset) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return ErrnoStatus(errno, "open", path);
+  FileTail tail;
+  Status status;
+  if (fstat(fd, &tail.st) != 0) {
+    status = ErrnoStatus(errno, "stat", path);
+  } else if (!S_ISREG(tail.st.st_mode)) {
+    status = Status::Error(ErrorCode::kCorrupt, ErrorScope::kStore,
+                           fmt::format("{} is not a regular file", path));
+  } else if (offset > static_cast<uint64_t>(tail.st.st_size)) {
+    // Shorter than what was read before: the caller rereads it whole.
+    tail.bytes.clear();
+  } else if (lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) {
+    status = ErrnoStatus(errno, "seek", path);
+  } else {
+    tail.bytes.reserve(static_cast<size_t>(tail.st.st_size - static_cast<off_t>(offset)));
+    status = ReadRest(fd, path, &tail.bytes);
+  }
+  close(fd);
+  if (!status.ok()) return status;
+  return tail;
+}
+
+Status ReplaceFile(const std::string& path, const std::string& temp_path, std::string_view bytes,
+                   bool fsync, const FileOwner& owner) {
+  int fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                owner.file_mode);
+  if (fd < 0) return ErrnoStatus(errno, "create", temp_path);
+  owner.Apply(fd, temp_path);
+  Status status = WriteAll(fd, bytes, temp_path);
+  if (status.ok() && fsync && ::fsync(fd) != 0) status = ErrnoStatus(errno, "fsync", temp_path);
+  if (close(fd) != 0 && status.ok()) status = ErrnoStatus(errno, "close", temp_path);
+  if (status.ok() && rename(temp_path.c_str(), path.c_str()) != 0) {
+    status = ErrnoStatus(errno, "rename", temp_path);
+  }
+  if (!status.ok()) {
+    unlink(temp_path.c_str());
+    return status;
+  }
+  return fsync ? SyncDirectory(DirectoryOf(path)) : Status::Ok();
+}
+
+Status SyncDirectory(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "open", path);
+  Status status;
+  if (::fsync(fd) != 0) status = ErrnoStatus(errno, "fsync", path);
+  close(fd);
+  return status;
+}
+
+const std::string& HostName() {
+  static const std::string name = [] {
+    char buffer[256] = {};
+    if (gethostname(buffer, sizeof buffer - 1) != 0 || buffer[0] == '\0')
+      return std::string("localhost");
+    return std::string(buffer);
+  }();
+  return name;
+}
+
+// --- Dotlock ------------------------------------------------------------------
+
+namespace {
+
+// What Acquire watches to decide that a foreign lock is stale: the lock's
+// and the locked file's identity and times.
+struct LockObservation {
+  bool lock_exists = false;
+  dev_t lock_dev = 0;
+  ino_t lock_ino = 0;
+  struct timespec lock_ctime {};
+  off_t lock_size = 0;
+  ino_t file_ino = 0;
+  struct timespec file_mtime {};
+  struct timespec file_ctime {};
+  off_t file_size = 0;
+
+  bool operator==(const LockObservation& o) const {
+    auto same = [](const timespec& a, const timespec& b) {
+      return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+    };
+    return lock_exists == o.lock_exists && lock_dev == o.lock_dev && lock_ino == o.lock_ino &&
+           same(lock_ctime, o.lock_ctime) && lock_size == o.lock_size && file_ino == o.file_ino &&
+           same(file_mtime, o.file_mtime) && same(file_ctime, o.file_ctime) &&
+           file_size == o.file_size;
+  }
+};
+
+LockObservation Observe(const std::string& lock_path, const std::string& file) {
+  LockObservation seen;
+  struct stat st {};
+  if (lstat(lock_path.c_str(), &st) == 0) {
+    seen.lock_exists = true;
+    seen.lock_dev = st.st_dev;
+    seen.lock_ino = st.st_ino;
+    seen.lock_ctime = st.st_ctim;
+    seen.lock_size = st.st_size;
+  }
+  if (stat(file.c_str(), &st) == 0) {
+    seen.file_ino = st.st_ino;
+    seen.file_mtime = st.st_mtim;
+    seen.file_ctime = st.st_ctim;
+    seen.file_size = st.st_size;
+  }
+  return seen;
+}
+
+// True when the lock names a process of this host that no longer exists
+// and has been there for over 2 s (Dovecot's rule: a pid can be reused, and
+// a lock just created may not have its content yet).
+bool HeldByDeadLocalProcess(const std::string& lock_path) {
+  auto content = ReadWholeFile(lock_path);
+  if (!content.ok()) return false;
+  size_t colon = content->find(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  if (content->substr(colon + 1) != HostName()) return false;
+  pid_t pid = 0;
+  for (char c : content->substr(0, colon)) {
+    if (c < '0' || c > '9' || pid > 100000000) return false;
+    pid = pid * 10 + (c - '0');
+  }
+  if (pid <= 0 || pid == getpid()) return false;
+  if (kill(pid, 0) == 0 || errno != ESRCH) return false;
+  struct stat st {};
+  if (lstat(lock_path.c_str(), &st) != 0) return false;
+  return time(nullptr) - st.st_mtime > 2;
+}
+
+}  // namespace
+
+Dotlock::~Dotlock() { Release(); }
+
+Dotlock::Dotlock(Dotlock&& other) noexcept
+    : lock_path_(std::move(other.lock_path_)), dev_(other.dev_), ino_(other.ino_) {
+  other.lock_path_.clear();
+}
+
+Dotlock& Dotlock::operator=(Dotlock&& other) noexcept {
+  if (this != &other) {
+    Release();
+    lock_path_ = std::move(other.lock_path_);
+    dev_ = other.dev_;
+    ino_ = other.ino_;
+    other.lock_path_.clear();
+  }
+  return *this;
+}
+
+void Dotlock::Release() {
+  if (lock_path_.empty()) return;
+  struct stat st {};
+  // Someone may have overridden a lock we held too long: leave theirs.
+  if (lstat(lock_path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
+    if (unlink(lock_path_.c_str()) != 0) {
+      spdlog::warn("maildir: cannot remove {}: {}", lock_path_, strerror(errno));
+    }
+  } else {
+    spdlog::warn("maildir: {} was overridden by another process while held", lock_path_);
+  }
+  lock_path_.clear();
+}
+
+Result<Dotlock> Dotlock::Acquire(const std::string& file, std::chrono::milliseconds timeout,
+                                 std::chrono::seconds stale_after) {
+  const std::string lock_path = file + ".lock";
+  const std::string content = fmt::format("{}:{}", getpid(), HostName());
+  const auto start = std::chrono::steady_clock::now();
+  LockObservation last_seen;
+  auto last_change = start;
+  bool first = true;
+  for (;;) {
+    int fd = open(lock_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd >= 0) {
+      Dotlock lock;
+      struct stat st {};
+      Status status = WriteAll(fd, content, lock_path);
+      if (status.ok() && fstat(fd, &st) != 0) status = ErrnoStatus(errno, "stat", lock_path);
+      close(fd);
+      if (!status.ok()) {
+        unlink(lock_path.c_str());
+        return status;
+      }
+      lock.lock_path_ = lock_path;
+      lock.dev_ = st.st_dev;
+      lock.ino_ = st.st_ino;
+      return lock;
+    }
+    if (errno != EEXIST) return ErrnoStatus(errno, "lock", lock_path, ErrorScope::kMailbox);
+
+    if (HeldByDeadLocalProcess(lock_path)) {
+      spdlog::warn("maildir: overriding {}: its process is gone", lock_path);
+      unlink(lock_path.c_str());
+      continue;
+    }
+    auto now = std::chrono::steady_clock::now();
+    LockObservation seen = Observe(lock_path, file);
+    if (first || !(seen == last_seen)) {
+      last_seen = seen;
+      last_change = now;
+      first = false;
+    } else if (now - last_change >= stale_after) {
+      spdlog::warn("maildir: overriding {}: unchanged for {} s", lock_path, stale_after.count());
+      unlink(lock_path.c_str());
+      continue;
+    }
+    if (now - start >= timeout) {
+      auto holder = ReadWholeFile(lock_path);
+      return Status::Error(
+          ErrorCode::kUnavailable, ErrorScope::kMailbox,
+          fmt::format("{} is held by {}", lock_path, holder.ok() ? *holder : std::string("?")));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace mailfs::maildir

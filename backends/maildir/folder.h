@@ -1,0 +1,192 @@
+// One Maildir folder (a mailbox) as the backend keeps it: its directory,
+// the in-memory index of its messages, and the operations on its files.
+// Every method REQUIRES mu unless it says otherwise; the store holds one
+// Folder per mailbox GUID, shared by every handle on that mailbox.
+//
+// What is on disk (Dovecot's format, shared/MAILDIR.md):
+//   <dir>/cur/1795767212.M105402P15256.vm,S=4745,W=4826:2,FS
+//   <dir>/new/1795767213.M199784P15501.vm,S=20,W=23
+//   <dir>/dovecot-uidlist      "3 V1795767213 N15 G8717ff24...\n1 :<base>\n..."
+//   <dir>/dovecot-keywords     "0 $Forwarded\n1 $Junk\n"
+#pragma once
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "backends/maildir/files.h"
+#include "backends/maildir/format/filename.h"
+#include "backends/maildir/format/keywords.h"
+#include "backends/maildir/format/uidlist.h"
+#include "backends/maildir/index.h"
+#include "src/changes.h"
+#include "src/mailbox.h"
+
+namespace mailfs::maildir {
+
+// What a folder needs from its store.
+struct FolderContext {
+  FileOwner owner;
+  bool fsync = true;
+  std::chrono::milliseconds lock_timeout{30000};
+  ChangeLog* changes = nullptr;
+};
+
+// A change to report once the folder's work is done.
+struct FolderChanges {
+  std::vector<uint32_t> added, expunged, flags_changed;
+  bool empty() const { return added.empty() && expunged.empty() && flags_changed.empty(); }
+};
+
+class Folder {
+ public:
+  Folder(const FolderContext& context, std::string dir, std::string name, std::string guid)
+      : context_(context), dir_(std::move(dir)), name_(std::move(name)), guid_(std::move(guid)) {}
+  Folder(const Folder&) = delete;
+  Folder& operator=(const Folder&) = delete;
+
+  std::mutex mu;
+
+  const std::string& guid() const { return guid_; }
+  const std::string& dir() const { return dir_; }
+  const std::string& name() const { return name_; }
+  // A rename moved the folder (the store calls this with mu held).
+  // Reread at the new place before the next use: events seen while the
+  // directories moved may have been applied to the old path.
+  void Relocate(std::string dir, std::string name) {
+    dir_ = std::move(dir);
+    name_ = std::move(name);
+    stale_ = true;
+  }
+  bool deleted() const { return deleted_; }
+  void MarkDeleted() { deleted_ = true; }
+  uint32_t uid_validity() const { return uid_validity_; }
+  // Whether the folder's directories can be written now (permissions, an
+  // immutable attribute, a read-only mount); asked live, not cached.
+  bool IsReadOnly() const;
+  bool loaded() const { return loaded_; }
+  bool has_pending() const { return !pending_.empty(); }
+
+  // Reads the folder fully if it never was, or if a change was missed
+  // (MarkStale). Then the index is exact as of this call.
+  Status Ensure();
+  // Forget the index's trust: the next Ensure rereads everything.
+  void MarkStale() { stale_ = true; }
+  // Rereads the uidlist and both directories and reports what changed.
+  Status Reload();
+  // Files in new/ or cur/ that inotify says appeared or went (names as
+  // given by the event); reconciles each with the disk.
+  void ApplyFileEvents(const std::vector<std::pair<std::string, bool>>& names);
+  // dovecot-uidlist or dovecot-keywords changed on disk.
+  void ApplyUidlistChange();
+  void ApplyKeywordsChange();
+  // Gives UIDs to files that have none, waiting at most `timeout` for the
+  // uidlist lock. Leaves them pending when the lock is not available.
+  Status AssignPending(std::chrono::milliseconds timeout);
+
+  // The operations of MailboxData; see src/mailbox.h.
+  Result<uint32_t> Append(const AppendMessage& message, bool recent);
+  Result<MessageInfo> Get(uint32_t uid);
+  Result<std::vector<MessageInfo>> Find(uint32_t first, uint32_t last,
+                                        std::unique_lock<std::mutex>& lock);
+  Result<std::shared_ptr<const ContentReader>> Open(uint32_t uid);
+  Result<FlagSet> Update(uint32_t uid, const FlagSet& flags, FlagOp op);
+  Status Delete(std::span<const uint32_t> uids);
+  Result<std::vector<uint32_t>> ClaimRecent();
+  Status Cleanup();
+  MailboxSnapshot Snapshot();
+
+  // For Copy and Move. The source side, with the source's mu held: where
+  // the message's file is, and what the copy must carry.
+  struct Source {
+    std::string path;
+    std::string base;
+    FlagSet flags;
+    MessageIds ids;
+    std::string email_id, thread_id;
+    int64_t mtime = 0;
+  };
+  Result<Source> Describe(uint32_t uid);
+  // The target side, with this folder's mu held: links (or, for a move,
+  // renames) `source.path` in under the next UID. kNotFound when the
+  // source file is gone (a flag change renamed it: the caller refreshes
+  // the source and retries).
+  Result<uint32_t> Receive(const Source& source, bool move, bool recent);
+  // After a move: the message left this folder.
+  void Forget(uint32_t uid);
+
+  // Writes a new, empty uidlist with this folder's validity and GUID.
+  static Status CreateUidlist(const std::string& dir, uint32_t uid_validity,
+                              const std::string& guid, const FolderContext& context);
+
+ private:
+  std::string Path(bool in_new, std::string_view name) const {
+    return dir_ + (in_new ? "/new/" : "/cur/") + std::string(name);
+  }
+  std::string UidlistPath() const { return dir_ + "/dovecot-uidlist"; }
+  Status CheckWritable() const;
+  // Reads the whole uidlist (full) or only what was appended since the
+  // last read, and matches new lines with pending files.
+  Status RefreshUidlist(FolderChanges* changes);
+  Status ParseWholeUidlist(std::string_view bytes, const struct stat& st, Uidlist* out);
+  Status LoadKeywords();
+  // Takes a file name found in cur/ or new/ into the index (or pending).
+  // Appends lines for new records, or rewrites the file when it must be.
+  // REQUIRES the uidlist dotlock.
+  Status WriteRecords(const std::vector<UidlistRecord>& records);
+  Status RewriteUidlist(const std::vector<UidlistRecord>& added);
+  // Letters for `flags` in this folder, assigning new keyword letters
+  // (and rewriting dovecot-keywords) as needed. REQUIRES the dotlock when
+  // `may_assign`.
+  Result<NameFlags> LettersFor(const FlagSet& flags, uint32_t keep_unknown_letters);
+  bool NeedsNewKeywordLetters(const FlagSet& flags) const;
+  Result<Dotlock> LockUidlist(std::chrono::milliseconds timeout);
+  // A name for a new file: Dovecot's "<secs>.M<usecs>P<pid>.<host>,S=,W=".
+  std::string NewBaseName(uint64_t size, uint64_t vsize);
+  void Post(const FolderChanges& changes);
+  bool FillStat(Entry& entry);
+  MessageInfo InfoOf(const Entry& entry) const;
+
+  const FolderContext& context_;
+  std::string dir_;
+  std::string name_;
+  const std::string guid_;
+  bool deleted_ = false;
+  bool loaded_ = false;
+  bool stale_ = true;
+  bool readonly_ = false;
+
+  uint32_t uid_validity_ = 0;
+  // The uidlist as last read: its header line (to parse appended lines
+  // with), inode, how far it was read, and whether the next write must
+  // rewrite it (a broken line, version 1, no GUID).
+  std::string uidlist_header_line_;
+  UidlistHeader uidlist_header_;
+  ino_t uidlist_ino_ = 0;
+  uint64_t uidlist_offset_ = 0;
+  bool uidlist_ends_in_newline_ = true;
+  bool uidlist_needs_rewrite_ = false;
+  size_t uidlist_records_ = 0;
+  uint32_t next_uid_ = 1;
+
+  KeywordTable keywords_;
+  MessageIndex index_;
+  // Lines of the uidlist whose file was not seen (yet): by base name.
+  std::map<std::string, Orphan, std::less<>> orphans_;
+  // Files without a UID: by base name.
+  std::map<std::string, Pending, std::less<>> pending_;
+  // Base names of files that are not messages (or cannot be read): logged
+  // once, never given a UID.
+  std::set<std::string, std::less<>> rejected_;
+  uint32_t last_usecs_ = 0;
+  uint64_t last_secs_ = 0;
+};
+
+}  // namespace mailfs::maildir
