@@ -1,8 +1,21 @@
 #include "tests/support/backend_factories.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <ftw.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
 
 #include "backends/dict/dict_backend.h"
+#include "backends/maildir/maildir_backend.h"
+#include "src/mailbox_name.h"
 
 namespace mailfs::test {
 namespace {
@@ -19,10 +32,112 @@ BackendFactory DictFactory() {
   return factory;
 }
 
+// Sets or clears the immutable attribute (chattr +i) of one directory.
+// The tests run as root, for whom permissions do not stop a write; an
+// immutable directory does (rename, link and unlink in it fail with EPERM).
+bool SetImmutable(const std::string& path, bool immutable) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  int flags = 0;
+  bool ok = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+  if (ok) {
+    flags = immutable ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+    ok = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+  }
+  close(fd);
+  return ok;
+}
+
+// Removes a test store, first clearing the immutable attribute that
+// make_readonly may have set anywhere in it.
+void RemoveStoreDirectory(const std::string& root) {
+  nftw(
+      root.c_str(),
+      [](const char* path, const struct stat*, int type, struct FTW*) {
+        if (type == FTW_D || type == FTW_DP) SetImmutable(path, false);
+        return 0;
+      },
+      16, FTW_PHYS);
+  std::error_code ignored;
+  std::filesystem::remove_all(root, ignored);
+}
+
+// The root directory of each live Maildir test store, so make_readonly can
+// find a mailbox's directory from the MailboxSet it is given.
+std::mutex roots_mu;
+std::map<const MailboxSet*, std::string>& Roots() {
+  static std::map<const MailboxSet*, std::string> roots;
+  return roots;
+}
+
+BackendFactory MaildirFactory(std::string name, maildir::Layout layout) {
+  BackendFactory factory;
+  factory.name = std::move(name);
+  factory.make = [layout]() -> std::shared_ptr<MailboxSet> {
+    char pattern[] = "/tmp/mailfs-test-maildir-XXXXXX";
+    if (mkdtemp(pattern) == nullptr) return nullptr;
+    std::string root = pattern;
+    MaildirOptions options;
+    options.root = root;
+    options.layout = layout;
+    // The suite checks behaviour, not durability; fsync only slows it.
+    options.fsync = false;
+    options.lock_timeout = std::chrono::seconds(10);
+    auto set = OpenMaildirMailboxSet(options);
+    if (!set.ok()) {
+      RemoveStoreDirectory(root);
+      return nullptr;
+    }
+    // The directory goes when the last user of the store does.
+    struct Holder {
+      std::string root;
+      std::shared_ptr<MailboxSet> set;
+      ~Holder() {
+        {
+          std::lock_guard lock(roots_mu);
+          Roots().erase(set.get());
+        }
+        set.reset();
+        RemoveStoreDirectory(root);
+      }
+    };
+    auto holder = std::make_shared<Holder>();
+    holder->root = root;
+    holder->set = *set;
+    {
+      std::lock_guard lock(roots_mu);
+      Roots()[holder->set.get()] = root;
+    }
+    return std::shared_ptr<MailboxSet>(holder, holder->set.get());
+  };
+  factory.make_readonly = [layout](MailboxSet& set, std::string_view name) -> Status {
+    std::string root;
+    {
+      std::lock_guard lock(roots_mu);
+      auto it = Roots().find(&set);
+      if (it == Roots().end()) return Status::InvalidArgument("not a maildir test store");
+      root = it->second;
+    }
+    if (auto box = set.GetMailbox(name); !box.ok()) return box.status();
+    auto rel = maildir::MailboxDirectory(name, layout, maildir::NameEncoding::kMutf7);
+    if (!rel.ok()) return rel.status();
+    std::string dir = rel->empty() ? root : root + "/" + *rel;
+    for (const char* sub : {"/cur", "/new", "/tmp", ""}) {
+      if (!SetImmutable(dir + sub, true)) {
+        return Status::Io(fmt::format("chattr +i {}{}: {}", dir, sub, strerror(errno)));
+      }
+    }
+    return Status::Ok();
+  };
+  return factory;
+}
+
 }  // namespace
 
 const std::vector<BackendFactory>& AllBackendFactories() {
-  static const std::vector<BackendFactory> factories = {DictFactory()};
+  static const std::vector<BackendFactory> factories = {
+      DictFactory(), MaildirFactory("maildir", maildir::Layout::kMaildirPlusPlus),
+      MaildirFactory("maildir_fs", maildir::Layout::kFs)};
   return factories;
 }
 
