@@ -98,6 +98,11 @@ Result<std::string> ReadWholeFile(const std::string& path) {
 
 Result<FileTail> ReadFileFrom(const std::string& path, uint64_t offset) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 && errno == ELOOP) {
+    // Never followed: a symlink where a store file belongs is bad data.
+    return Status::Error(ErrorCode::kCorrupt, ErrorScope::kStore,
+                         fmt::format("{} is a symbolic link", path));
+  }
   if (fd < 0) return ErrnoStatus(errno, "open", path);
   FileTail tail;
   Status status;

@@ -219,7 +219,13 @@ Status Folder::Reload() {
       uidlist_ino_ = 0;
       uidlist_offset_ = 0;
     }
-  } else if (tail.status().code() == ErrorCode::kNotFound) {
+  } else if (tail.status().code() == ErrorCode::kNotFound ||
+             tail.status().code() == ErrorCode::kCorrupt) {
+    // Missing, or not a file (a symlink, a directory): Dovecot would start
+    // a new one too. The next write replaces it; nothing is followed.
+    if (tail.status().code() == ErrorCode::kCorrupt) {
+      spdlog::warn("maildir: {}; it will be replaced", tail.status().detail());
+    }
     uidlist_needs_rewrite_ = true;
     uidlist_ino_ = 0;
     uidlist_offset_ = 0;
@@ -239,13 +245,30 @@ Status Folder::Reload() {
   std::vector<DirFile> files;
   if (Status s = ListMessageFiles(dir_, &files); !s.ok()) return s;
 
-  std::map<std::string, Orphan, std::less<>> lines;
+  // The uidlist's lines by base name: one sorted array of views into the
+  // parsed file rather than a map, so that building the index of a big
+  // folder leaves no trail of small freed blocks between its own.
+  struct Line {
+    std::string_view base;
+    const UidlistRecord* record;
+    bool used;
+  };
+  std::vector<Line> lines;
+  lines.reserve(uidlist.records.size());
   for (const UidlistRecord& record : uidlist.records) {
-    lines[std::string(record.BaseName())] = Orphan{record.uid, IdsFromFields(record.ext)};
+    lines.push_back(Line{record.BaseName(), &record, false});
   }
+  std::sort(lines.begin(), lines.end(),
+            [](const Line& a, const Line& b) { return a.base < b.base; });
+  auto find_line = [&](std::string_view base) -> Line* {
+    auto it = std::lower_bound(lines.begin(), lines.end(), base,
+                               [](const Line& l, std::string_view b) { return l.base < b; });
+    return it != lines.end() && it->base == base && !it->used ? &*it : nullptr;
+  };
 
   // Build the new index, keeping what the old one knew of unchanged files.
   MessageIndex fresh;
+  fresh.Reserve(files.size());
   std::map<std::string, Pending, std::less<>> pending;
   FolderChanges changes;
   for (DirFile& file : files) {
@@ -255,8 +278,8 @@ Status Folder::Reload() {
                    file.name);
       continue;
     }
-    auto line = lines.find(base);
-    if (line == lines.end()) {
+    Line* line = find_line(base);
+    if (line == nullptr) {
       if (!rejected_.contains(base)) {
         std::string key(base);
         pending[key] = Pending{std::move(file.name), file.in_new};
@@ -266,8 +289,8 @@ Status Folder::Reload() {
     auto parsed = ParseFileName(file.name);
     if (!parsed.ok()) continue;
     Entry entry;
-    entry.uid = line->second.uid;
-    entry.ids = line->second.ids;
+    entry.uid = line->record->uid;
+    entry.ids = IdsFromFields(line->record->ext);
     entry.system = parsed->flags.system;
     entry.letters = parsed->flags.keywords;
     entry.in_new = file.in_new;
@@ -289,7 +312,7 @@ Status Folder::Reload() {
       changes.added.push_back(entry.uid);
     }
     entry.name = std::move(file.name);
-    lines.erase(line);
+    line->used = true;
     fresh.Add(std::move(entry));
   }
   if (loaded_) {
@@ -300,7 +323,12 @@ Status Folder::Reload() {
   std::sort(changes.added.begin(), changes.added.end());
   std::sort(changes.expunged.begin(), changes.expunged.end());
   index_ = std::move(fresh);
-  orphans_ = std::move(lines);
+  orphans_.clear();
+  for (const Line& line : lines) {
+    if (!line.used) {
+      orphans_[std::string(line.base)] = Orphan{line.record->uid, IdsFromFields(line.record->ext)};
+    }
+  }
   pending_ = std::move(pending);
   loaded_ = true;
   stale_ = false;
@@ -563,9 +591,10 @@ Status Folder::RewriteUidlist(const std::vector<UidlistRecord>& added) {
     index_.ForEach([&](Entry& e) {
       UidlistRecord record;
       record.uid = e.uid;
-      record.ext = FieldsForIds(
-          e.ids.has_email ? e.ids.email : Hash128("email:" + std::string(e.base())),
-          e.ids.has_thread ? e.ids.thread : Hash128("thread:" + std::string(e.base())));
+      MessageIds ids = e.ids;
+      record.ext =
+          FieldsForIds(ids.has_email ? ids.email : Hash128("email:" + std::string(e.base())),
+                       ids.has_thread ? ids.thread : Hash128("thread:" + std::string(e.base())));
       record.name = std::string(e.base());
       records.push_back(std::move(record));
     });
@@ -644,16 +673,18 @@ Status Folder::AssignPending(std::chrono::milliseconds timeout) {
     }
     Entry entry;
     entry.uid = uid++;
-    entry.ids.email = RandomObjectBytes();
-    entry.ids.thread = ThreadBytesFor(*head);
-    entry.ids.has_email = entry.ids.has_thread = true;
+    MessageIds ids;
+    ids.email = RandomObjectBytes();
+    ids.thread = ThreadBytesFor(*head);
+    ids.has_email = ids.has_thread = true;
+    entry.ids = ids;
     entry.system = parsed->flags.system;
     entry.letters = parsed->flags.keywords;
     entry.in_new = pending.in_new;
     entry.name = pending.name;
     UidlistRecord record;
     record.uid = entry.uid;
-    record.ext = FieldsForIds(entry.ids.email, entry.ids.thread);
+    record.ext = FieldsForIds(ids.email, ids.thread);
     record.name = base;
     records.push_back(std::move(record));
     entries.push_back(std::move(entry));
@@ -844,21 +875,20 @@ Result<std::shared_ptr<const ContentReader>> Folder::Open(uint32_t uid) {
   return Status::NotFound(ErrorScope::kMessage, fmt::format("{}: no UID {}", name_, uid));
 }
 
-Result<uint32_t> Folder::Append(const AppendMessage& message, bool recent) {
+Result<Folder::Staged> Folder::Stage(const std::string& dir, const AppendMessage& message,
+                                     const FolderContext& context) {
   if (message.content == nullptr) return Status::InvalidArgument("append without content");
-  if (Status s = Ensure(); !s.ok()) return s;
-  if (Status s = CheckWritable(); !s.ok()) return s;
-
-  // Write the file into tmp/ first. Its final name carries S= and W=, which
-  // are known only once every byte is written.
+  // Write the file into tmp/ first, without the folder's lock. Its final
+  // name carries S= and W=, which are known only once every byte is written.
   auto [secs, usecs] = UniqueTime();
-  std::string tmp_base =
+  Staged staged;
+  staged.tmp_base =
       fmt::format("{}.M{}P{}.{}", secs, usecs, getpid(), SanitizeHostname(HostName()));
-  std::string tmp_path = dir_ + "/tmp/" + tmp_base;
-  int fd = open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                context_.owner.file_mode);
-  if (fd < 0) return ErrnoStatus(errno, "create", tmp_path, ErrorScope::kMailbox);
-  context_.owner.Apply(fd, tmp_path);
+  staged.tmp_path = dir + "/tmp/" + staged.tmp_base;
+  int fd = open(staged.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                context.owner.file_mode);
+  if (fd < 0) return ErrnoStatus(errno, "create", staged.tmp_path, ErrorScope::kMailbox);
+  context.owner.Apply(fd, staged.tmp_path);
   VirtualSizeCounter counter;
   std::string head;
   Status status;
@@ -879,79 +909,81 @@ Result<uint32_t> Folder::Append(const AppendMessage& message, bool recent) {
       ssize_t written = write(fd, chunk.data(), chunk.size());
       if (written < 0) {
         if (errno == EINTR) continue;
-        status = ErrnoStatus(errno, "write", tmp_path, ErrorScope::kMailbox);
+        status = ErrnoStatus(errno, "write", staged.tmp_path, ErrorScope::kMailbox);
         break;
       }
       chunk.remove_prefix(static_cast<size_t>(written));
     }
     offset += *n;
   }
-  int64_t mtime = message.internal_date != 0 ? message.internal_date : static_cast<int64_t>(secs);
+  staged.mtime = message.internal_date != 0 ? message.internal_date : static_cast<int64_t>(secs);
   if (status.ok()) {
-    struct timespec times[2] = {{static_cast<time_t>(secs), 0}, {static_cast<time_t>(mtime), 0}};
-    if (futimens(fd, times) != 0) status = ErrnoStatus(errno, "utimens", tmp_path);
+    struct timespec times[2] = {{static_cast<time_t>(secs), 0},
+                                {static_cast<time_t>(staged.mtime), 0}};
+    if (futimens(fd, times) != 0) status = ErrnoStatus(errno, "utimens", staged.tmp_path);
   }
-  if (status.ok() && context_.fsync && fsync(fd) != 0) {
-    status = ErrnoStatus(errno, "fsync", tmp_path, ErrorScope::kMailbox);
+  if (status.ok() && context.fsync && fsync(fd) != 0) {
+    status = ErrnoStatus(errno, "fsync", staged.tmp_path, ErrorScope::kMailbox);
   }
-  if (close(fd) != 0 && status.ok()) status = ErrnoStatus(errno, "close", tmp_path);
+  if (close(fd) != 0 && status.ok()) status = ErrnoStatus(errno, "close", staged.tmp_path);
   if (!status.ok()) {
-    unlink(tmp_path.c_str());
+    unlink(staged.tmp_path.c_str());
     return status;
   }
+  staged.size = counter.size();
+  staged.vsize = counter.vsize();
+  staged.thread = ThreadBytesFor(head);
+  return staged;
+}
 
+Result<uint32_t> Folder::Commit(const Staged& staged, const FlagSet& flags, bool recent) {
+  const std::string& tmp_path = staged.tmp_path;
+  Status status;
+  if (Status s = Ensure(); !s.ok()) return s;
+  if (Status s = CheckWritable(); !s.ok()) return s;
   auto lock = LockUidlist(context_.lock_timeout);
-  if (!lock.ok()) {
-    unlink(tmp_path.c_str());
-    return lock.status();
-  }
+  if (!lock.ok()) return lock.status();
   FolderChanges changes;
   status = RefreshUidlist(&changes);
   Post(changes);
-  auto letters = status.ok() ? LettersFor(message.flags, 0) : Result<NameFlags>(status);
-  if (!letters.ok()) {
-    unlink(tmp_path.c_str());
-    return letters.status();
-  }
-  std::string base = tmp_base + fmt::format(",S={},W={}", counter.size(), counter.vsize());
+  auto letters = status.ok() ? LettersFor(flags, 0) : Result<NameFlags>(status);
+  if (!letters.ok()) return letters.status();
+  std::string base = staged.tmp_base + fmt::format(",S={},W={}", staged.size, staged.vsize);
   bool in_new = recent;
   std::string name = base;
-  if (!(in_new && message.flags.empty())) {
+  if (!(in_new && flags.empty())) {
     auto flagged = WithFlags(base, *letters);
-    if (!flagged.ok()) {
-      unlink(tmp_path.c_str());
-      return flagged.status();
-    }
+    if (!flagged.ok()) return flagged.status();
     name = *flagged;
   }
   std::string final_path = Path(in_new, name);
   if (renameat2(AT_FDCWD, tmp_path.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) != 0) {
-    Status failed = ErrnoStatus(errno, "rename", tmp_path, ErrorScope::kMailbox);
-    unlink(tmp_path.c_str());
-    return failed;
+    return ErrnoStatus(errno, "rename", tmp_path, ErrorScope::kMailbox);
   }
   if (context_.fsync) status = SyncDirectory(dir_ + (in_new ? "/new" : "/cur"));
   uint32_t uid = next_uid_;
   Entry entry;
   entry.uid = uid;
-  entry.ids.email = RandomObjectBytes();
-  entry.ids.thread = ThreadBytesFor(head);
-  entry.ids.has_email = entry.ids.has_thread = true;
+  MessageIds ids;
+  ids.email = RandomObjectBytes();
+  ids.thread = staged.thread;
+  ids.has_email = ids.has_thread = true;
+  entry.ids = ids;
   UidlistRecord record;
   record.uid = uid;
-  record.ext = FieldsForIds(entry.ids.email, entry.ids.thread);
+  record.ext = FieldsForIds(ids.email, ids.thread);
   record.name = base;
   if (status.ok()) status = WriteRecords({record});
   if (!status.ok()) {
     // Nothing may stay stored when the append reports failure.
-    unlink(final_path.c_str());
+    if (rename(final_path.c_str(), tmp_path.c_str()) != 0) unlink(final_path.c_str());
     return status;
   }
   entry.system = letters->system;
   entry.letters = letters->keywords;
   entry.in_new = in_new;
-  entry.mtime = mtime;
-  entry.size = counter.size();
+  entry.mtime = staged.mtime;
+  entry.size = staged.size;
   entry.stat_known = true;
   entry.name = std::move(name);
   index_.Add(std::move(entry));

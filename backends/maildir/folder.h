@@ -91,8 +91,24 @@ class Folder {
   // uidlist lock. Leaves them pending when the lock is not available.
   Status AssignPending(std::chrono::milliseconds timeout);
 
+  // Append in two steps, so that writing the bytes holds no lock: Stage
+  // (no lock needed) writes and fsyncs the file in `dir`/tmp/; Commit
+  // (REQUIRES mu) gives it the next UID and moves it into new/ or cur/.
+  // On a failed Commit the staged file is still in tmp/: the caller
+  // removes it.
+  struct Staged {
+    std::string tmp_path;
+    std::string tmp_base;  // the base name without S= and W=
+    uint64_t size = 0;
+    uint64_t vsize = 0;
+    int64_t mtime = 0;
+    ObjectBytes thread{};
+  };
+  static Result<Staged> Stage(const std::string& dir, const AppendMessage& message,
+                              const FolderContext& context);
+  Result<uint32_t> Commit(const Staged& staged, const FlagSet& flags, bool recent);
+
   // The operations of MailboxData; see src/mailbox.h.
-  Result<uint32_t> Append(const AppendMessage& message, bool recent);
   Result<MessageInfo> Get(uint32_t uid);
   Result<std::vector<MessageInfo>> Find(uint32_t first, uint32_t last,
                                         std::unique_lock<std::mutex>& lock);

@@ -124,52 +124,92 @@ Entry* MessageIndex::Find(uint32_t uid) {
   return &*it;
 }
 
+size_t MessageIndex::SlotOf(std::string_view base, uint32_t uid_or_free) const {
+  // Finds the slot holding the entry with this base name (uid_or_free 0),
+  // or the slot holding exactly uid_or_free.
+  size_t mask = slots_.size() - 1;
+  for (size_t i = BaseHash(base) & mask;; i = (i + 1) & mask) {
+    uint32_t uid = slots_[i];
+    if (uid == 0) return SIZE_MAX;
+    if (uid == kTombstone) continue;
+    if (uid_or_free != 0) {
+      if (uid == uid_or_free) return i;
+      continue;
+    }
+    auto it = std::lower_bound(entries_.begin(), entries_.end(), uid,
+                               [](const Entry& e, uint32_t u) { return e.uid < u; });
+    if (it != entries_.end() && it->uid == uid && it->alive && it->base() == base) return i;
+  }
+}
+
+void MessageIndex::InsertSlot(std::string_view base, uint32_t uid) {
+  if ((used_slots_ + 1) * 2 > slots_.size()) {
+    Rehash(std::max<size_t>(64, (live_ + 1) * 4));  // entries_ already holds the new one
+    return;
+  }
+  size_t mask = slots_.size() - 1;
+  for (size_t i = BaseHash(base) & mask;; i = (i + 1) & mask) {
+    if (slots_[i] == 0) {
+      slots_[i] = uid;
+      ++used_slots_;
+      return;
+    }
+  }
+}
+
+void MessageIndex::Rehash(size_t wanted) {
+  size_t size = 64;
+  while (size < wanted) size *= 2;
+  slots_.assign(size, 0);
+  used_slots_ = 0;
+  size_t mask = size - 1;
+  for (const Entry& e : entries_) {
+    if (!e.alive) continue;
+    for (size_t i = BaseHash(e.base()) & mask;; i = (i + 1) & mask) {
+      if (slots_[i] == 0) {
+        slots_[i] = e.uid;
+        ++used_slots_;
+        break;
+      }
+    }
+  }
+}
+
+void MessageIndex::Reserve(size_t count) {
+  entries_.reserve(count);
+  if (slots_.size() < count * 2) Rehash(count * 2);
+}
+
 Entry* MessageIndex::FindBase(std::string_view base) {
-  uint32_t uid = 0;
-  auto it = by_base_.find(BaseHash(base));
-  if (it == by_base_.end()) return nullptr;
-  Entry* entry = Find(it->second);
-  if (entry != nullptr && entry->base() == base) return entry;
-  auto overflow = by_base_overflow_.find(base);
-  if (overflow == by_base_overflow_.end()) return nullptr;
-  uid = overflow->second;
-  return Find(uid);
+  if (slots_.empty()) return nullptr;
+  size_t slot = SlotOf(base, 0);
+  return slot == SIZE_MAX ? nullptr : Find(slots_[slot]);
 }
 
 Entry& MessageIndex::Add(Entry entry) {
   entry.alive = true;
-  uint64_t hash = BaseHash(entry.base());
-  auto [slot, inserted] = by_base_.try_emplace(hash, entry.uid);
-  if (!inserted) {
-    Entry* holder = Find(slot->second);
-    if (holder == nullptr) {
-      slot->second = entry.uid;
-    } else {
-      by_base_overflow_[std::string(entry.base())] = entry.uid;
-    }
-  }
   ++live_;
   auto it = LowerBound(entry.uid);
+  Entry* added;
   if (it != entries_.end() && it->uid == entry.uid) {
     *it = std::move(entry);  // a tombstone of the same UID comes back
-    return *it;
+    added = &*it;
+  } else {
+    added = &*entries_.insert(it, std::move(entry));
   }
-  return *entries_.insert(it, std::move(entry));
+  InsertSlot(added->base(), added->uid);
+  return *Find(added->uid);
 }
 
 Entry MessageIndex::Remove(uint32_t uid) {
   Entry* entry = Find(uid);
   if (entry == nullptr) return {};
-  Entry removed = *entry;
-  uint64_t hash = BaseHash(entry->base());
-  auto slot = by_base_.find(hash);
-  if (slot != by_base_.end() && slot->second == uid) by_base_.erase(slot);
-  auto overflow = by_base_overflow_.find(entry->base());
-  if (overflow != by_base_overflow_.end() && overflow->second == uid) {
-    by_base_overflow_.erase(overflow);
-  }
+  size_t slot = SlotOf(entry->base(), uid);
+  if (slot != SIZE_MAX) slots_[slot] = kTombstone;
+  Entry removed = std::move(*entry);
   entry->alive = false;
-  entry->name = std::string();
+  entry->name = CompactName();
+  entry->ids = PackedIds();
   --live_;
   MaybeCompact();
   return removed;
@@ -177,8 +217,8 @@ Entry MessageIndex::Remove(uint32_t uid) {
 
 void MessageIndex::Clear() {
   entries_.clear();
-  by_base_.clear();
-  by_base_overflow_.clear();
+  slots_.clear();
+  used_slots_ = 0;
   live_ = 0;
 }
 
@@ -186,6 +226,7 @@ void MessageIndex::MaybeCompact() {
   size_t dead = entries_.size() - live_;
   if (dead < 64 || dead < live_ / 4) return;
   std::erase_if(entries_, [](const Entry& e) { return !e.alive; });
+  Rehash(std::max<size_t>(64, live_ * 2));
 }
 
 FlagSet FlagsOf(const Entry& entry, const KeywordTable& keywords) {

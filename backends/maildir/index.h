@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -48,6 +49,68 @@ std::vector<std::string> FieldsForIds(const ObjectBytes& email, const ObjectByte
 std::string EmailIdOf(const MessageIds& ids, std::string_view base);
 std::string ThreadIdOf(const MessageIds& ids, std::string_view base);
 
+// A file name held in exactly as many bytes as it has (a std::string
+// would spend 32 bytes on itself and round its heap block up).
+class CompactName {
+ public:
+  CompactName() = default;
+  CompactName(std::string_view text) { Assign(text); }  // NOLINT: implicit by design
+  CompactName(const CompactName& other) { Assign(other); }
+  CompactName(CompactName&& other) noexcept : data_(std::move(other.data_)), size_(other.size_) {
+    other.size_ = 0;
+  }
+  CompactName& operator=(const CompactName& other) {
+    if (this != &other) Assign(other);
+    return *this;
+  }
+  CompactName& operator=(CompactName&& other) noexcept {
+    data_ = std::move(other.data_);
+    size_ = other.size_;
+    other.size_ = 0;
+    return *this;
+  }
+  CompactName& operator=(std::string_view text) {
+    Assign(text);
+    return *this;
+  }
+  operator std::string_view() const { return {data_.get(), size_}; }  // NOLINT
+  std::string_view view() const { return *this; }
+  friend bool operator==(const CompactName& a, std::string_view b) { return a.view() == b; }
+
+ private:
+  void Assign(std::string_view text) {
+    auto data = std::make_unique<char[]>(text.size());
+    std::copy(text.begin(), text.end(), data.get());
+    data_ = std::move(data);
+    size_ = static_cast<uint32_t>(text.size());
+  }
+  std::unique_ptr<char[]> data_;
+  uint32_t size_ = 0;
+};
+
+// The ids of a message, allocated only when the uidlist stores them (a
+// message Dovecot delivered has none: they derive from its base name).
+class PackedIds {
+ public:
+  PackedIds() = default;
+  PackedIds(const PackedIds& other) { *this = other.get(); }
+  PackedIds(PackedIds&&) noexcept = default;
+  PackedIds& operator=(const PackedIds& other) {
+    if (this != &other) *this = other.get();
+    return *this;
+  }
+  PackedIds& operator=(PackedIds&&) noexcept = default;
+  PackedIds& operator=(const MessageIds& ids) {
+    stored_ = ids.has_email || ids.has_thread ? std::make_unique<MessageIds>(ids) : nullptr;
+    return *this;
+  }
+  MessageIds get() const { return stored_ ? *stored_ : MessageIds(); }
+  operator MessageIds() const { return get(); }  // NOLINT
+
+ private:
+  std::unique_ptr<MessageIds> stored_;
+};
+
 struct Entry {
   uint32_t uid = 0;
   uint32_t letters = 0;     // keyword letters in the name, bit i = 'a' + i
@@ -57,8 +120,8 @@ struct Entry {
   bool stat_known = false;  // mtime and size are filled in
   int64_t mtime = 0;
   uint64_t size = 0;
-  std::string name;  // the current file name in new/ or cur/
-  MessageIds ids;
+  CompactName name;  // the current file name in new/ or cur/
+  PackedIds ids;
 
   std::string_view base() const { return BaseName(name); }
 };
@@ -89,6 +152,8 @@ class MessageIndex {
   // Removes the entry; returns it.
   Entry Remove(uint32_t uid);
   void Clear();
+  // Room for this many entries without reallocating.
+  void Reserve(size_t count);
 
   size_t size() const { return live_; }
   // Live entries in UID order.
@@ -113,10 +178,15 @@ class MessageIndex {
 
   std::vector<Entry> entries_;  // sorted by uid; dead ones kept until compaction
   size_t live_ = 0;
-  // Hash of the base name -> UID. A collision (two bases, one hash) puts
-  // the second into by_base_overflow_.
-  std::unordered_map<uint64_t, uint32_t> by_base_;
-  std::map<std::string, uint32_t, std::less<>> by_base_overflow_;
+  // Base name -> UID: an open-addressing table of UIDs (0 = free,
+  // kTombstone = removed), probed linearly from the hash of the base name.
+  // 4 bytes a slot at most half full: far below a node-based map.
+  static constexpr uint32_t kTombstone = 0xffffffff;
+  size_t SlotOf(std::string_view base, uint32_t uid_or_free) const;
+  void InsertSlot(std::string_view base, uint32_t uid);
+  void Rehash(size_t slots);
+  std::vector<uint32_t> slots_;
+  size_t used_slots_ = 0;  // live + tombstones
 };
 
 // Flags of a file name read with a folder's keyword table: letters without

@@ -304,6 +304,10 @@ class Store : public std::enable_shared_from_this<Store> {
       }
       spdlog::warn("maildir: {}/dovecot-uidlist: {}; starting a new one", dir,
                    parsed.status().ToString());
+    } else if (bytes.status().code() == ErrorCode::kCorrupt) {
+      spdlog::warn("maildir: {}; starting a new one", bytes.status().detail());
+    } else if (bytes.status().code() != ErrorCode::kNotFound) {
+      return bytes.status();  // an I/O error: never replace what may be fine
     }
     uint32_t uid_validity = NextUidValidity();
     Status s = Folder::CreateUidlist(dir, uid_validity, guid, context_);
@@ -634,8 +638,26 @@ class MaildirMailbox final : public MailboxData {
   bool accepts_keywords() const override { return true; }
 
   Result<uint32_t> Append(const AppendMessage& message, bool recent) override {
-    auto lock = Lock();
-    return folder_->Append(message, recent);
+    std::string dir;
+    {
+      auto lock = Lock();
+      if (Status s = folder_->Ensure(); !s.ok()) return s;
+      if (folder_->IsReadOnly()) {
+        return Status::ReadOnly(fmt::format("{} is read-only", folder_->name()));
+      }
+      dir = folder_->dir();
+    }
+    // The bytes are written and fsynced without the folder's lock, so
+    // appends to one mailbox overlap and readers are not held up.
+    auto staged = Folder::Stage(dir, message, store_->context());
+    if (!staged.ok()) return staged.status();
+    Result<uint32_t> uid = Status::Io("unset");
+    {
+      auto lock = Lock();
+      uid = folder_->Commit(*staged, message.flags, recent);
+    }
+    if (!uid.ok()) unlink(staged->tmp_path.c_str());
+    return uid;
   }
 
   Result<uint32_t> Copy(uint32_t uid, MailboxData& destination, bool recent) override {
