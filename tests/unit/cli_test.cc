@@ -99,6 +99,24 @@ TEST(CliTest, PathOptionsBecomeAbsolute) {
   EXPECT_EQ(parsed->source_options.at("password_file"), (cwd / "pw").string());
 }
 
+TEST(CliTest, MaildirPathsBecomeAbsolute) {
+  std::filesystem::path cwd = std::filesystem::current_path();
+  for (const char* source : {"./Mail", "maildir:Mail", "maildir:./x/../Mail"}) {
+    auto parsed = Parse({source, "/m", "-o", "layout=fs", "-o", "fsync=no"});
+    ASSERT_TRUE(parsed.ok()) << source;
+    EXPECT_EQ(parsed->source, "maildir:" + (cwd / "Mail").string()) << source;
+    EXPECT_EQ(parsed->source_options.at("layout"), "fs");
+    EXPECT_EQ(parsed->source_options.at("fsync"), "no");
+  }
+  auto absolute = Parse({"/srv/mail/sam", "/m"});
+  ASSERT_TRUE(absolute.ok());
+  EXPECT_EQ(absolute->source, "maildir:/srv/mail/sam");
+  // Other sources are left as they are.
+  auto demo = Parse({"demo", "/m"});
+  ASSERT_TRUE(demo.ok());
+  EXPECT_EQ(demo->source, "demo");
+}
+
 TEST(CliTest, LaterOptionWins) {
   auto parsed = Parse({"demo", "/m", "-o", "layout=fs", "--layout=++"});
   ASSERT_TRUE(parsed.ok());
