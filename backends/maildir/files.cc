@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -273,22 +274,56 @@ Result<Dotlock> Dotlock::Acquire(const std::string& file, std::chrono::milliseco
   LockObservation last_seen;
   auto last_change = start;
   bool first = true;
+  // The lock is never empty: its content is written to a private file
+  // first, which is then link()ed to the lock name (Dovecot's mode with
+  // dotlock_use_excl=no). Creating the lock with O_EXCL and writing after
+  // would leave an empty lock if mailfs were killed in between, and an
+  // empty lock holds Dovecot (and us) off for 120 s.
+  static std::atomic<uint64_t> counter{0};
+  const std::string temp_path =
+      fmt::format("{}/.mailfs-lock.{}.{}.{}", DirectoryOf(file), HostName(), getpid(), ++counter);
+  {
+    int fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) return ErrnoStatus(errno, "lock", temp_path, ErrorScope::kMailbox);
+    Status written = WriteAll(fd, content, temp_path);
+    close(fd);
+    if (!written.ok()) {
+      unlink(temp_path.c_str());
+      return written;
+    }
+  }
+  struct RemoveTemp {
+    const std::string& path;
+    ~RemoveTemp() { unlink(path.c_str()); }
+  } remove_temp{temp_path};
   for (;;) {
-    int fd = open(lock_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd >= 0) {
+    if (link(temp_path.c_str(), lock_path.c_str()) == 0) {
       Dotlock lock;
       struct stat st {};
-      Status status = WriteAll(fd, content, lock_path);
-      if (status.ok() && fstat(fd, &st) != 0) status = ErrnoStatus(errno, "stat", lock_path);
-      close(fd);
-      if (!status.ok()) {
-        unlink(lock_path.c_str());
-        return status;
-      }
+      if (lstat(lock_path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", lock_path);
       lock.lock_path_ = lock_path;
       lock.dev_ = st.st_dev;
       lock.ino_ = st.st_ino;
       return lock;
+    }
+    if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) {
+      // No hard links on this filesystem: O_EXCL, as Dovecot's default.
+      int fd = open(lock_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd >= 0) {
+        Status written = WriteAll(fd, content, lock_path);
+        struct stat st {};
+        if (written.ok() && fstat(fd, &st) != 0) written = ErrnoStatus(errno, "stat", lock_path);
+        close(fd);
+        if (!written.ok()) {
+          unlink(lock_path.c_str());
+          return written;
+        }
+        Dotlock lock;
+        lock.lock_path_ = lock_path;
+        lock.dev_ = st.st_dev;
+        lock.ino_ = st.st_ino;
+        return lock;
+      }
     }
     if (errno != EEXIST) return ErrnoStatus(errno, "lock", lock_path, ErrorScope::kMailbox);
 
