@@ -483,7 +483,10 @@ void Folder::ApplyFileEvents(const std::vector<std::pair<std::string, bool>>& na
       index_.Add(std::move(fresh));
       continue;
     }
-    if (!rejected_.contains(base)) pending_[std::string(base)] = Pending{name, in_new};
+    // A file rejected before (empty, not yet a message) may have been
+    // written since: an event for it earns it another look.
+    if (auto rejected = rejected_.find(base); rejected != rejected_.end()) rejected_.erase(rejected);
+    pending_[std::string(base)] = Pending{name, in_new};
   }
   for (uint32_t uid : suspects) {
     Entry* entry = index_.Find(uid);
