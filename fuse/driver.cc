@@ -583,7 +583,12 @@ int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle) {
   std::shared_ptr<MailboxData> data;
   uint32_t key = 0;
   std::vector<MessageInfo> messages;
-  if (!name.empty() && ResolveMailbox(name, &data, &key) == 0) {
+  int resolved = name.empty() ? ENOENT : ResolveMailbox(name, &data, &key);
+  // ENOENT: a \Noselect parent, listed with its children only. Any other
+  // failure must not pass for an empty mailbox: a backup or rsync --delete
+  // would take the mail for gone.
+  if (resolved != 0 && resolved != ENOENT) return resolved;
+  if (resolved == 0) {
     auto found = data->Find(1, UINT32_MAX);
     if (!found.ok()) return ErrnoOf(found.status());
     messages = std::move(*found);
