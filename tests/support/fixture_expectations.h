@@ -67,7 +67,8 @@ std::vector<std::string> StoreFixtureNames();
 // fixture cannot be used at all.
 std::optional<StoreFixture> ExtractStoreFixture(std::string_view name, const std::string& dir);
 
-// Lowercase hex SHA-256 of `bytes` (FIPS 180-4).
+// Lowercase hex SHA-256 of `bytes` (FIPS 180-4), computed by OpenSSL's
+// libcrypto.
 std::string Sha256Hex(std::string_view bytes);
 
 }  // namespace mailfs::test
