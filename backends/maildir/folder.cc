@@ -263,22 +263,24 @@ Status Folder::Reload() {
   auto find_line = [&](std::string_view base) -> Line* {
     auto it = std::lower_bound(lines.begin(), lines.end(), base,
                                [](const Line& l, std::string_view b) { return l.base < b; });
-    return it != lines.end() && it->base == base && !it->used ? &*it : nullptr;
+    return it != lines.end() && it->base == base ? &*it : nullptr;
   };
 
   // Build the new index, keeping what the old one knew of unchanged files.
-  MessageIndex fresh;
-  fresh.Reserve(files.size());
+  // Entries are collected, sorted by UID and indexed at once: readdir
+  // order is not UID order, and inserting each in place is quadratic.
+  std::vector<Entry> built;
+  built.reserve(files.size());
   std::map<std::string, Pending, std::less<>> pending;
   FolderChanges changes;
   for (DirFile& file : files) {
     std::string_view base = BaseName(file.name);
-    if (fresh.FindBase(base) != nullptr || pending.contains(base)) {
+    Line* line = find_line(base);
+    if ((line != nullptr && line->used) || pending.contains(base)) {
       spdlog::warn("maildir: {}: two files share the base name of {}; ignoring the second", dir_,
                    file.name);
       continue;
     }
-    Line* line = find_line(base);
     if (line == nullptr) {
       if (!rejected_.contains(base)) {
         std::string key(base);
@@ -313,8 +315,12 @@ Status Folder::Reload() {
     }
     entry.name = std::move(file.name);
     line->used = true;
-    fresh.Add(std::move(entry));
+    built.push_back(std::move(entry));
   }
+  std::sort(built.begin(), built.end(),
+            [](const Entry& a, const Entry& b) { return a.uid < b.uid; });
+  MessageIndex fresh;
+  fresh.Assign(std::move(built));
   if (loaded_) {
     index_.ForEach([&](Entry& old) {
       if (fresh.Find(old.uid) == nullptr) changes.expunged.push_back(old.uid);
@@ -485,7 +491,8 @@ void Folder::ApplyFileEvents(const std::vector<std::pair<std::string, bool>>& na
     }
     // A file rejected before (empty, not yet a message) may have been
     // written since: an event for it earns it another look.
-    if (auto rejected = rejected_.find(base); rejected != rejected_.end()) rejected_.erase(rejected);
+    if (auto rejected = rejected_.find(base); rejected != rejected_.end())
+      rejected_.erase(rejected);
     pending_[std::string(base)] = Pending{name, in_new};
   }
   for (uint32_t uid : suspects) {

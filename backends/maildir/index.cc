@@ -74,9 +74,14 @@ ObjectBytes RandomObjectBytes() {
 }
 
 std::string HexOf(const ObjectBytes& bytes) {
-  std::string hex;
-  hex.reserve(32);
-  for (uint8_t b : bytes) hex += fmt::format("{:02x}", b);
+  // Called for two ids of every message a lookup or listing reports: no
+  // formatting library here (it showed at the top of the profile).
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex(32, '0');
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    hex[2 * i] = kDigits[bytes[i] >> 4];
+    hex[2 * i + 1] = kDigits[bytes[i] & 0xf];
+  }
   return hex;
 }
 
@@ -103,12 +108,12 @@ std::vector<std::string> FieldsForIds(const ObjectBytes& email, const ObjectByte
 }
 
 std::string EmailIdOf(const MessageIds& ids, std::string_view base) {
-  return "M" + HexOf(ids.has_email ? ids.email : Hash128(fmt::format("email:{}", base)));
+  return "M" + HexOf(ids.has_email ? ids.email : Hash128("email:" + std::string(base)));
 }
 
 std::string ThreadIdOf(const MessageIds& ids, std::string_view base) {
   // A message nobody gave a thread id (Dovecot has none) is its own thread.
-  return "T" + HexOf(ids.has_thread ? ids.thread : Hash128(fmt::format("thread:{}", base)));
+  return "T" + HexOf(ids.has_thread ? ids.thread : Hash128("thread:" + std::string(base)));
 }
 
 // --- MessageIndex ---------------------------------------------------------------
@@ -178,6 +183,13 @@ void MessageIndex::Rehash(size_t wanted) {
 void MessageIndex::Reserve(size_t count) {
   entries_.reserve(count);
   if (slots_.size() < count * 2) Rehash(count * 2);
+}
+
+void MessageIndex::Assign(std::vector<Entry> sorted) {
+  entries_ = std::move(sorted);
+  for (Entry& e : entries_) e.alive = true;
+  live_ = entries_.size();
+  Rehash(std::max<size_t>(64, live_ * 2));
 }
 
 Entry* MessageIndex::FindBase(std::string_view base) {

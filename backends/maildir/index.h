@@ -154,6 +154,8 @@ class MessageIndex {
   void Clear();
   // Room for this many entries without reallocating.
   void Reserve(size_t count);
+  // Replaces the contents with these entries, sorted by UID, all live.
+  void Assign(std::vector<Entry> sorted);
 
   size_t size() const { return live_; }
   // Live entries in UID order.
