@@ -194,10 +194,6 @@ class Store : public std::enable_shared_from_this<Store> {
     }
     return &listing_;
   }
-  void InvalidateListing() {
-    std::lock_guard lock(mu);
-    listing_valid_ = false;
-  }
   // REQUIRES(mu)
   void InvalidateListingLocked() { listing_valid_ = false; }
 
@@ -557,7 +553,7 @@ class Store : public std::enable_shared_from_this<Store> {
       }
       if (overflow) {
         spdlog::warn("maildir: inotify queue overflowed; rereading every folder");
-        InvalidateListing();
+        list_changed = true;
       }
       for (auto& [key, item] : events) {
         auto& [folder, what] = item;
