@@ -275,9 +275,9 @@ class DovecotInterop {
         if (st.st_mtime != m.received) {
           diff << where << ": date mount " << st.st_mtime << ", Dovecot " << m.received << "\n";
         }
-        if (m.vsize != CrlfSize(m.bytes)) {
+        if (m.vsize != maildir::VirtualSize(m.bytes)) {
           diff << where << ": Dovecot's size.virtual " << m.vsize << " (the W= of the name), "
-               << "the bytes have " << CrlfSize(m.bytes) << " with CRLF\n";
+               << "the bytes have " << maildir::VirtualSize(m.bytes) << " with CRLF\n";
         }
         auto flags = MountFlags(file);
         if (flags != m.flags) {

@@ -3,15 +3,12 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -19,18 +16,14 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
-#include <thread>
 
 #include "tests/support/fixture_expectations.h"  // Sha256Hex
 #include "tests/support/mount_fixture.h"
-
-extern char** environ;
 
 namespace mailfs::test {
 namespace {
 
 using std::chrono::milliseconds;
-using std::chrono::steady_clock;
 
 // The user name doveadm is told in $USER. Only used in log lines and for
 // %u expansion, which the config does not use.
@@ -41,20 +34,6 @@ constexpr const char* kUser = "mailfs-test";
 // that size.
 constexpr std::array<std::string_view, 7> kMetadataFields = {
     "uid", "flags", "size.physical", "size.virtual", "date.received.unixtime", "guid", "storageid"};
-
-std::string ReadAll(int fd) {
-  std::string out;
-  char buf[65536];
-  off_t off = 0;
-  while (true) {
-    ssize_t n = ::pread(fd, buf, sizeof buf, off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, n);
-    off += n;
-  }
-  return out;
-}
 
 std::vector<std::string> SplitOn(std::string_view text, char sep) {
   std::vector<std::string> parts;
@@ -213,14 +192,6 @@ std::string ShellCommandOf(const std::vector<std::string>& argv,
 
 // ---------------------------------------------------------------------------
 
-uint64_t CrlfSize(std::string_view bytes) {
-  uint64_t size = bytes.size();
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    if (bytes[i] == '\n' && (i == 0 || bytes[i - 1] != '\r')) ++size;
-  }
-  return size;
-}
-
 bool ChownTree(const std::string& path, uid_t uid, gid_t gid) {
   // nftw's callback cannot capture: the target ids and the first error go
   // through statics, guarded by this mutex.
@@ -362,106 +333,25 @@ Dovecot::~Dovecot() {
 DoveadmResult Dovecot::Run(const std::vector<std::string>& args, std::string_view stdin_bytes,
                            milliseconds timeout) const {
   DoveadmResult r;
-  int in_fd = ::memfd_create("doveadm-stdin", MFD_CLOEXEC);
-  int out_fd = ::memfd_create("doveadm-stdout", MFD_CLOEXEC);
-  int err_fd = ::memfd_create("doveadm-stderr", MFD_CLOEXEC);
-  auto close_all = [&] {
-    for (int fd : {in_fd, out_fd, err_fd}) {
-      if (fd >= 0) ::close(fd);
-    }
-  };
-  if (in_fd < 0 || out_fd < 0 || err_fd < 0) {
-    r.err = std::string("memfd_create: ") + std::strerror(errno);
-    close_all();
-    return r;
-  }
-  for (size_t done = 0; done < stdin_bytes.size();) {
-    ssize_t n = ::write(in_fd, stdin_bytes.data() + done, stdin_bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      r.err = std::string("writing doveadm's stdin: ") + std::strerror(errno);
-      close_all();
+  // The bytes go through a file rather than a pipe, so that a message of
+  // any size reaches doveadm exactly and nothing can block on a full pipe.
+  static std::atomic<uint64_t> next_input{0};
+  const std::string input = dir_ + "/stdin-" + std::to_string(++next_input);
+  {
+    std::ofstream file(input, std::ios::binary);
+    file.write(stdin_bytes.data(), static_cast<std::streamsize>(stdin_bytes.size()));
+    if (!file) {
+      r.err = "writing doveadm's stdin to " + input;
       return r;
     }
-    done += n;
   }
-  ::lseek(in_fd, 0, SEEK_SET);
-
-  std::vector<std::string> argv = {"/usr/bin/doveadm", "-c", config_};
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string_view v(*e);
-    if (v.starts_with("USER=") || v.starts_with("HOME=") || v.starts_with("LC_") ||
-        v.starts_with("LANG=") || v.starts_with("LANGUAGE=")) {
-      continue;
-    }
-    env.emplace_back(v);
-  }
-  env.push_back(std::string("USER=") + kUser);
-  env.push_back("HOME=" + home_);
-  env.push_back("LC_ALL=C");
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in_fd, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
-  posix_spawn_file_actions_addchdir_np(&actions, "/");
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t empty, all;
-  sigemptyset(&empty);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  std::vector<char*> argv_p, env_p;
-  for (auto& a : argv) argv_p.push_back(a.data());
-  argv_p.push_back(nullptr);
-  for (auto& e : env) env_p.push_back(e.data());
-  env_p.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, argv[0].c_str(), &actions, &attr, argv_p.data(), env_p.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    r.err = std::string("posix_spawn doveadm: ") + std::strerror(rc);
-    close_all();
-    return r;
-  }
-
-  auto deadline = steady_clock::now() + timeout;
-  int status = 0;
-  auto pause = milliseconds(1);
-  while (true) {
-    pid_t w = ::waitpid(pid, &status, WNOHANG);
-    if (w == pid) break;
-    if (w < 0 && errno != EINTR) {
-      r.err = std::string("waitpid: ") + std::strerror(errno);
-      close_all();
-      return r;
-    }
-    if (steady_clock::now() >= deadline) {
-      r.timed_out = true;
-      ::kill(-pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, milliseconds(10));
-  }
-  if (WIFEXITED(status)) {
-    r.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    r.exit_code = 128 + WTERMSIG(status);
-  }
-  r.out = ReadAll(out_fd);
-  r.err = ReadAll(err_fd);
-  close_all();
+  CommandResult run = RunShell(ShellCommand(args) + " < " + ShellQuote(input), "/", timeout);
+  std::error_code ignored;
+  std::filesystem::remove(input, ignored);
+  r.exit_code = run.exit_code;
+  r.timed_out = run.timed_out;
+  r.out = std::move(run.out);
+  r.err = std::move(run.err);
   return r;
 }
 

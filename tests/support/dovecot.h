@@ -46,6 +46,8 @@
 #include <string_view>
 #include <vector>
 
+#include "backends/maildir/format/filename.h"
+
 namespace mailfs::test {
 
 // The uid and gid Dovecot accesses mail as in the tests (no passwd entry
@@ -63,9 +65,7 @@ bool PrepareStoreForDovecot(const std::string& store);
 // Chowns a directory tree without following symlinks.
 bool ChownTree(const std::string& path, uid_t uid, gid_t gid);
 
-// The size of `bytes` with every bare LF counted as CRLF: what Dovecot
-// reports as size.virtual (IMAP RFC822.SIZE) and stores as ,W=.
-uint64_t CrlfSize(std::string_view bytes);
+// Dovecot's size.virtual (IMAP RFC822.SIZE, ",W=") is maildir::VirtualSize.
 
 struct DovecotOptions {
   // The store's root, absolute (INBOX's cur/ new/ tmp/ live in it).

@@ -137,7 +137,7 @@ HandMessage WriteHandMessage(const std::string& dir, std::string_view tag, int n
   m.mtime = 1700000000 + 60 * static_cast<int64_t>(n);
   m.base = std::to_string(m.mtime) + ".M" + std::to_string(n) +
            "P4242.hostile,S=" + std::to_string(m.bytes.size()) +
-           ",W=" + std::to_string(CrlfSize(m.bytes));
+           ",W=" + std::to_string(maildir::VirtualSize(m.bytes));
   m.path = dir + (in_new ? "/new/" + m.base : "/cur/" + m.base + std::string(info));
   // Through tmp/ as the Maildir protocol asks: the file appears in cur/ or
   // new/ whole (a watcher that reads it at once finds every byte).

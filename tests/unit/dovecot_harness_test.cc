@@ -113,7 +113,7 @@ TEST_P(DovecotHarnessTest, FetchMatchesExpected) {
       EXPECT_EQ(g.size, w.size);
       EXPECT_EQ(g.bytes.size(), w.size);
       EXPECT_EQ(g.sha256, w.sha256);
-      EXPECT_EQ(g.vsize, CrlfSize(g.bytes));
+      EXPECT_EQ(g.vsize, maildir::VirtualSize(g.bytes));
       // guid and storageid are the base file name in these stores.
       EXPECT_EQ(g.storage_id, g.guid);
       EXPECT_NE(g.storage_id.find(",S=" + std::to_string(w.size)), std::string::npos)
