@@ -2,6 +2,8 @@
 // levels, "INBOX" for the inbox whatever its spelling.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -15,6 +17,10 @@ inline constexpr std::string_view kInbox = "INBOX";
 // True for well-formed UTF-8: no overlong forms, surrogates, or values past
 // U+10FFFF.
 bool IsValidUtf8(std::string_view text);
+// Reads the code point of valid UTF-8 at text[*pos] and advances *pos past
+// it; false (nothing changed) if the bytes there are malformed, overlong,
+// a surrogate or past U+10FFFF. *pos must be below text.size().
+bool NextUtf8CodePoint(std::string_view text, size_t* pos, uint32_t* code_point);
 
 // Checks and normalizes a name: valid UTF-8; no empty level, no leading or
 // trailing '/'; no level that starts with '.' (reserved on the mount); no

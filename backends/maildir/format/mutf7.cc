@@ -23,43 +23,6 @@ int Base64Value(unsigned char c) {
   return -1;
 }
 
-// Reads one code point of valid UTF-8 at text[*pos]; false if malformed.
-bool NextCodePoint(std::string_view text, size_t* pos, uint32_t* cp_out) {
-  unsigned char c = text[*pos];
-  size_t len;
-  uint32_t cp;
-  if (c < 0x80) {
-    *cp_out = c;
-    ++*pos;
-    return true;
-  } else if ((c & 0xE0) == 0xC0) {
-    len = 2;
-    cp = c & 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    len = 3;
-    cp = c & 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return false;
-  }
-  if (text.size() - *pos < len) return false;
-  for (size_t k = 1; k < len; ++k) {
-    unsigned char cc = text[*pos + k];
-    if ((cc & 0xC0) != 0x80) return false;
-    cp = (cp << 6) | (cc & 0x3F);
-  }
-  // Overlong forms, surrogates and values past U+10FFFF.
-  if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-      (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
-    return false;
-  }
-  *cp_out = cp;
-  *pos += len;
-  return true;
-}
-
 void AppendUtf8(uint32_t cp, std::string* out) {
   if (cp < 0x80) {
     out->push_back(static_cast<char>(cp));
@@ -160,7 +123,7 @@ std::string PrintableForLog(std::string_view text) {
     unsigned char c = text[pos];
     size_t start = pos;
     uint32_t cp;
-    if (c != '\\' && (IsPrintableAscii(c) || (c >= 0x80 && NextCodePoint(text, &pos, &cp)))) {
+    if (c != '\\' && (IsPrintableAscii(c) || (c >= 0x80 && NextUtf8CodePoint(text, &pos, &cp)))) {
       if (pos == start) ++pos;
       out.append(text.substr(start, pos - start));
       continue;
@@ -194,7 +157,7 @@ Result<std::string> Encode(std::string_view utf8) {
     utf16.clear();
     while (pos < utf8.size() && !IsPrintableAscii(static_cast<unsigned char>(utf8[pos]))) {
       uint32_t cp;
-      if (!NextCodePoint(utf8, &pos, &cp)) {
+      if (!NextUtf8CodePoint(utf8, &pos, &cp)) {
         return Status::InvalidName(
             fmt::format("mailbox name is not UTF-8: '{}'", PrintableForLog(utf8)));
       }
