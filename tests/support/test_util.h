@@ -5,7 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <ostream>
+#include <sstream>
+#include <string>
 #include <string_view>
 
 #include "src/changes.h"
@@ -60,6 +64,14 @@ inline void PrintTo(const Change& change, std::ostream* out) {
 }
 
 namespace test {
+
+// The bytes of a file the tests ship (tests/data/...), "" if unreadable.
+inline std::string ReadTestFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
 
 inline const Status& StatusOf(const Status& status) { return status; }
 template <typename T>

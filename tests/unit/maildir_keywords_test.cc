@@ -20,13 +20,6 @@ namespace fs = std::filesystem;
 
 const fs::path kDataDir = fs::path(MAILFS_SOURCE_DIR) / "tests/data/maildir";
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
 KeywordTable MustParse(std::string_view bytes) {
   Result<KeywordTable> table = KeywordTable::Parse(bytes);
   EXPECT_TRUE(table.ok()) << table.status().ToString();
@@ -62,7 +55,7 @@ TEST(MaildirKeywordsTest, EveryFixtureFileRoundTripsByteExactly) {
   EXPECT_EQ(files.size(), 7u);
   for (const fs::path& path : files) {
     SCOPED_TRACE(path.string());
-    std::string bytes = ReadFile(path);
+    std::string bytes = test::ReadTestFile(path);
     KeywordTable table = MustParse(bytes);
     EXPECT_TRUE(table.problems().empty()) << Problems(table);
     EXPECT_FALSE(table.empty());
@@ -71,7 +64,8 @@ TEST(MaildirKeywordsTest, EveryFixtureFileRoundTripsByteExactly) {
 }
 
 TEST(MaildirKeywordsTest, LettersOfTheDovecotInbox) {
-  KeywordTable table = MustParse(ReadFile(kDataDir / "dovecot-maildir-pp/INBOX/dovecot-keywords"));
+  KeywordTable table =
+      MustParse(test::ReadTestFile(kDataDir / "dovecot-maildir-pp/INBOX/dovecot-keywords"));
   EXPECT_EQ(table.size(), 3u);
   EXPECT_EQ(table.LetterFor("$Forwarded"), 'a');
   EXPECT_EQ(table.LetterFor("$label1"), 'b');
@@ -86,9 +80,11 @@ TEST(MaildirKeywordsTest, LettersOfTheDovecotInbox) {
 
 // Letters differ between mailboxes: $Junk is c in INBOX, a in Junk.
 TEST(MaildirKeywordsTest, LettersArePerMailbox) {
-  KeywordTable junk = MustParse(ReadFile(kDataDir / "dovecot-maildir-pp/Junk/dovecot-keywords"));
+  KeywordTable junk =
+      MustParse(test::ReadTestFile(kDataDir / "dovecot-maildir-pp/Junk/dovecot-keywords"));
   EXPECT_EQ(junk.LetterFor("$Junk"), 'a');
-  KeywordTable pymap = MustParse(ReadFile(kDataDir / "pymap-maildir/INBOX/dovecot-keywords"));
+  KeywordTable pymap =
+      MustParse(test::ReadTestFile(kDataDir / "pymap-maildir/INBOX/dovecot-keywords"));
   EXPECT_EQ(pymap.LetterFor("$Junk"), 'a');
   EXPECT_EQ(pymap.LetterFor("$Forwarded"), 'd');
 }

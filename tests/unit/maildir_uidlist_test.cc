@@ -20,13 +20,6 @@ namespace fs = std::filesystem;
 
 const fs::path kDataDir = fs::path(MAILFS_SOURCE_DIR) / "tests/data/maildir";
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
 // Every file called `name` under tests/data/maildir/<fixture>/, sorted.
 std::vector<fs::path> FixtureFiles(std::string_view fixture, std::string_view name) {
   std::vector<fs::path> files;
@@ -86,7 +79,7 @@ TEST(MaildirUidlistTest, EveryDovecotFileRoundTripsByteExactly) {
   for (std::string_view fixture : {"dovecot-maildir-pp", "dovecot-maildir-fs"}) {
     for (const fs::path& path : FixtureFiles(fixture, "dovecot-uidlist")) {
       SCOPED_TRACE(path.string());
-      std::string bytes = ReadFile(path);
+      std::string bytes = test::ReadTestFile(path);
       Uidlist list = MustParse(bytes);
       EXPECT_TRUE(list.problems.empty()) << Problems(list);
       EXPECT_EQ(list.header.version, 3);
@@ -111,7 +104,7 @@ TEST(MaildirUidlistTest, EveryPymapFileParsesAndSerializesWithLf) {
   size_t count = 0;
   for (const fs::path& path : FixtureFiles("pymap-maildir", "dovecot-uidlist")) {
     SCOPED_TRACE(path.string());
-    std::string bytes = ReadFile(path);
+    std::string bytes = test::ReadTestFile(path);
     ASSERT_NE(bytes.find("\r\n"), std::string::npos);
     Uidlist list = MustParse(bytes);
     EXPECT_TRUE(list.problems.empty()) << Problems(list);
@@ -130,7 +123,8 @@ TEST(MaildirUidlistTest, EveryPymapFileParsesAndSerializesWithLf) {
 }
 
 TEST(MaildirUidlistTest, DovecotInbox) {
-  Uidlist list = MustParse(ReadFile(kDataDir / "dovecot-maildir-pp/INBOX/dovecot-uidlist"));
+  Uidlist list =
+      MustParse(test::ReadTestFile(kDataDir / "dovecot-maildir-pp/INBOX/dovecot-uidlist"));
   EXPECT_EQ(list.header.uid_validity, 1795767730u);
   EXPECT_EQ(list.header.next_uid, 15u);
   EXPECT_EQ(list.header.guid, "b8508f1db03d096b475e000083ecc375");
@@ -145,7 +139,8 @@ TEST(MaildirUidlistTest, DovecotInbox) {
 // The header is written when the file is created and not touched by later
 // appends: "N1" above line 1.
 TEST(MaildirUidlistTest, NextUidIsTheLargerOfHeaderAndLastLine) {
-  Uidlist list = MustParse(ReadFile(kDataDir / "dovecot-maildir-pp/Archive/dovecot-uidlist"));
+  Uidlist list =
+      MustParse(test::ReadTestFile(kDataDir / "dovecot-maildir-pp/Archive/dovecot-uidlist"));
   EXPECT_EQ(list.header.next_uid, 1u);
   EXPECT_EQ(Uids(list), (std::vector<uint32_t>{1}));
   EXPECT_EQ(list.NextUid(), 2u);
@@ -156,7 +151,7 @@ TEST(MaildirUidlistTest, NextUidIsTheLargerOfHeaderAndLastLine) {
 }
 
 TEST(MaildirUidlistTest, PymapRecordsKeepFieldsAndFullName) {
-  Uidlist list = MustParse(ReadFile(kDataDir / "pymap-maildir/Archive/dovecot-uidlist"));
+  Uidlist list = MustParse(test::ReadTestFile(kDataDir / "pymap-maildir/Archive/dovecot-uidlist"));
   EXPECT_EQ(list.header.uid_validity, 2816033358u);
   EXPECT_EQ(list.NextUid(), 8u);
   // uid 1 was dropped by pymap's CHECK; the file starts at 2.
@@ -167,7 +162,7 @@ TEST(MaildirUidlistTest, PymapRecordsKeepFieldsAndFullName) {
   EXPECT_EQ(r.name, "1795767505.M663365P21092Q26.vm:2,FST");
   EXPECT_EQ(r.BaseName(), "1795767505.M663365P21092Q26.vm");
 
-  Uidlist empty = MustParse(ReadFile(kDataDir / "pymap-maildir/Work/dovecot-uidlist"));
+  Uidlist empty = MustParse(test::ReadTestFile(kDataDir / "pymap-maildir/Work/dovecot-uidlist"));
   EXPECT_TRUE(empty.records.empty());
   EXPECT_EQ(empty.NextUid(), 1u);
 }
@@ -459,7 +454,7 @@ TEST(MaildirUidlistTest, SerializeRefusesWhatWouldNotReadBack) {
 // The append path: lines added at the end read back as the old records plus
 // the new ones, and the stale N stays as Dovecot leaves it.
 TEST(MaildirUidlistTest, AppendLinesExtendARealFile) {
-  std::string bytes = ReadFile(kDataDir / "dovecot-maildir-pp/INBOX/dovecot-uidlist");
+  std::string bytes = test::ReadTestFile(kDataDir / "dovecot-maildir-pp/INBOX/dovecot-uidlist");
   Uidlist list = MustParse(bytes);
   std::vector<UidlistRecord> added = {
       {15, {}, "1795770000.M1P1.vm,S=10,W=11"},
@@ -486,7 +481,8 @@ TEST(MaildirUidlistTest, AppendLinesExtendARealFile) {
 }
 
 TEST(MaildirUidlistTest, RewriteAsDovecotDoesWithTheEffectiveNextUid) {
-  Uidlist list = MustParse(ReadFile(kDataDir / "dovecot-maildir-pp/Archive/dovecot-uidlist"));
+  Uidlist list =
+      MustParse(test::ReadTestFile(kDataDir / "dovecot-maildir-pp/Archive/dovecot-uidlist"));
   list.header.next_uid = list.NextUid();
   EXPECT_EQ(MustSerialize(list),
             "3 V1795767733 N2 G9ad04621b03d096b565e000083ecc375\n"
