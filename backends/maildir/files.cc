@@ -91,6 +91,24 @@ std::string DirectoryOf(const std::string& path) {
 
 }  // namespace
 
+Status MakeMaildirSubdirectories(const std::string& dir, const FileOwner& owner) {
+  for (const char* sub : {"/cur", "/new", "/tmp"}) {
+    std::string path = dir + sub;
+    if (mkdir(path.c_str(), owner.dir_mode) == 0) {
+      owner.ApplyAt(AT_FDCWD, path.c_str(), path);
+    } else if (errno != EEXIST) {
+      return ErrnoStatus(errno, "mkdir", path, ErrorScope::kMailbox);
+    }
+  }
+  return Status::Ok();
+}
+
+bool IsDirectoryEntry(DIR* dir, const struct dirent* entry) {
+  if (entry->d_type != DT_UNKNOWN) return entry->d_type == DT_DIR;
+  struct stat st {};
+  return fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
 Result<std::string> ReadWholeFile(const std::string& path) {
   auto tail = ReadFileFrom(path, 0);
   if (!tail.ok()) return tail.status();

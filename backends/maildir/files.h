@@ -3,6 +3,7 @@
 // same directory, fsync, rename), and Dovecot's dotlock.
 #pragma once
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -40,6 +41,13 @@ struct FileOwner {
   void Apply(int fd, std::string_view path_for_log) const;
   void ApplyAt(int dir_fd, const char* name, std::string_view path_for_log) const;
 };
+
+// Creates whichever of cur/, new/ and tmp/ `dir` lacks, owned like the
+// store (Dovecot creates what is missing on first access too).
+Status MakeMaildirSubdirectories(const std::string& dir, const FileOwner& owner);
+
+// True when a readdir entry is a directory itself (a symlink to one is not).
+bool IsDirectoryEntry(DIR* dir, const struct dirent* entry);
 
 // The whole file. kNotFound if it does not exist.
 Result<std::string> ReadWholeFile(const std::string& path);

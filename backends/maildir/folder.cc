@@ -172,7 +172,6 @@ Status Folder::ParseWholeUidlist(std::string_view bytes, const struct stat& st, 
   for (const UidlistProblem& problem : parsed->problems) {
     spdlog::warn("maildir: {}/{} line {}: {}", dir_, kUidlistName, problem.line, problem.reason);
   }
-  uidlist_header_ = parsed->header;
   size_t eol = bytes.find('\n');
   uidlist_header_line_ = std::string(bytes.substr(0, eol + 1));
   uidlist_ino_ = st.st_ino;
@@ -199,12 +198,7 @@ Status Folder::Reload() {
   readonly_ = IsReadOnly();
   if (!readonly_) {
     // Dovecot creates what is missing when it opens a folder.
-    for (const char* sub : {"/cur", "/new", "/tmp"}) {
-      std::string path = dir_ + sub;
-      if (mkdir(path.c_str(), context_.owner.dir_mode) == 0) {
-        context_.owner.ApplyAt(AT_FDCWD, path.c_str(), path);
-      }
-    }
+    (void)MakeMaildirSubdirectories(dir_, context_.owner);
   }
 
   // The uidlist first, then the directories: a file renamed in after the
@@ -633,7 +627,6 @@ Status Folder::RewriteUidlist(const std::vector<UidlistRecord>& added) {
   if (!written.ok()) return written;
   struct stat st {};
   if (stat(UidlistPath().c_str(), &st) != 0) return ErrnoStatus(errno, "stat", UidlistPath());
-  uidlist_header_ = uidlist.header;
   uidlist_header_line_ = bytes->substr(0, bytes->find('\n') + 1);
   uidlist_ino_ = st.st_ino;
   uidlist_offset_ = bytes->size();

@@ -184,7 +184,6 @@ class Folder {
   // with), inode, how far it was read, and whether the next write must
   // rewrite it (a broken line, version 1, no GUID).
   std::string uidlist_header_line_;
-  UidlistHeader uidlist_header_;
   ino_t uidlist_ino_ = 0;
   uint64_t uidlist_offset_ = 0;
   bool uidlist_ends_in_newline_ = true;
@@ -201,8 +200,6 @@ class Folder {
   // Base names of files that are not messages (or cannot be read): logged
   // once, never given a UID.
   std::set<std::string, std::less<>> rejected_;
-  uint32_t last_usecs_ = 0;
-  uint64_t last_secs_ = 0;
 };
 
 }  // namespace mailfs::maildir

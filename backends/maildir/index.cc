@@ -129,16 +129,16 @@ Entry* MessageIndex::Find(uint32_t uid) {
   return &*it;
 }
 
-size_t MessageIndex::SlotOf(std::string_view base, uint32_t uid_or_free) const {
-  // Finds the slot holding the entry with this base name (uid_or_free 0),
-  // or the slot holding exactly uid_or_free.
+size_t MessageIndex::SlotOf(std::string_view base, uint32_t exact_uid) const {
+  // Finds the slot holding the entry with this base name (exact_uid 0),
+  // or the slot holding exactly exact_uid.
   size_t mask = slots_.size() - 1;
   for (size_t i = BaseHash(base) & mask;; i = (i + 1) & mask) {
     uint32_t uid = slots_[i];
     if (uid == 0) return SIZE_MAX;
     if (uid == kTombstone) continue;
-    if (uid_or_free != 0) {
-      if (uid == uid_or_free) return i;
+    if (exact_uid != 0) {
+      if (uid == exact_uid) return i;
       continue;
     }
     auto it = std::lower_bound(entries_.begin(), entries_.end(), uid,
@@ -178,11 +178,6 @@ void MessageIndex::Rehash(size_t wanted) {
       }
     }
   }
-}
-
-void MessageIndex::Reserve(size_t count) {
-  entries_.reserve(count);
-  if (slots_.size() < count * 2) Rehash(count * 2);
 }
 
 void MessageIndex::Assign(std::vector<Entry> sorted) {

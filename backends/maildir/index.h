@@ -152,8 +152,6 @@ class MessageIndex {
   // Removes the entry; returns it.
   Entry Remove(uint32_t uid);
   void Clear();
-  // Room for this many entries without reallocating.
-  void Reserve(size_t count);
   // Replaces the contents with these entries, sorted by UID, all live.
   void Assign(std::vector<Entry> sorted);
 
@@ -184,7 +182,7 @@ class MessageIndex {
   // kTombstone = removed), probed linearly from the hash of the base name.
   // 4 bytes a slot at most half full: far below a node-based map.
   static constexpr uint32_t kTombstone = 0xffffffff;
-  size_t SlotOf(std::string_view base, uint32_t uid_or_free) const;
+  size_t SlotOf(std::string_view base, uint32_t exact_uid) const;
   void InsertSlot(std::string_view base, uint32_t uid);
   void Rehash(size_t slots);
   std::vector<uint32_t> slots_;

@@ -332,13 +332,7 @@ class Store : public std::enable_shared_from_this<Store> {
       while (struct dirent* e = readdir(d)) {
         std::string_view entry = e->d_name;
         if (!maildir::IsMaildirPlusPlusFolderEntry(entry)) continue;
-        if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) continue;
-        if (e->d_type == DT_UNKNOWN) {
-          struct stat st {};
-          if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
-            continue;
-          }
-        }
+        if (!maildir::IsDirectoryEntry(d, e)) continue;
         auto decoded = maildir::MailboxNameOfDirectory(entry, Layout::kMaildirPlusPlus);
         if (!decoded.ok()) {
           spdlog::warn("maildir: ignoring folder {}: {}", maildir::PrintableForLog(entry),
@@ -364,13 +358,7 @@ class Store : public std::enable_shared_from_this<Store> {
     while (struct dirent* e = readdir(d)) {
       std::string_view entry = e->d_name;
       if (!maildir::IsFsChildEntry(entry)) continue;
-      if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) continue;
-      if (e->d_type == DT_UNKNOWN) {
-        struct stat st {};
-        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
-          continue;
-        }
-      }
+      if (!maildir::IsDirectoryEntry(d, e)) continue;
       children.emplace_back(entry);
     }
     closedir(d);
@@ -846,15 +834,7 @@ class MaildirMailboxSet final : public MailboxSet {
     const auto& owner = store_->context().owner;
     if (layout() == Layout::kFs) {
       // Parents are plain directories without cur/: \Noselect names.
-      for (size_t slash = rel->find('/'); slash != std::string::npos;
-           slash = rel->find('/', slash + 1)) {
-        std::string parent = store_->DirOf(rel->substr(0, slash));
-        if (mkdir(parent.c_str(), owner.dir_mode) == 0) {
-          owner.ApplyAt(AT_FDCWD, parent.c_str(), parent);
-        } else if (errno != EEXIST) {
-          return ErrnoStatus(errno, "mkdir", parent, ErrorScope::kMailbox);
-        }
-      }
+      if (Status s = MakeParents(*rel); !s.ok()) return s;
     }
     if (mkdir(dir.c_str(), owner.dir_mode) == 0) {
       owner.ApplyAt(AT_FDCWD, dir.c_str(), dir);
@@ -862,22 +842,8 @@ class MaildirMailboxSet final : public MailboxSet {
       if (errno == EEXIST) return Status::Exists(fmt::format("mailbox exists: {}", *normalized));
       return ErrnoStatus(errno, "mkdir", dir, ErrorScope::kMailbox);
     }
-    for (const char* sub : {"/cur", "/new", "/tmp"}) {
-      std::string path = dir + sub;
-      if (mkdir(path.c_str(), owner.dir_mode) == 0) {
-        owner.ApplyAt(AT_FDCWD, path.c_str(), path);
-      } else if (errno != EEXIST) {
-        return ErrnoStatus(errno, "mkdir", path, ErrorScope::kMailbox);
-      }
-    }
-    if (layout() == Layout::kMaildirPlusPlus) {
-      std::string marker = dir + "/maildirfolder";
-      int fd = open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, owner.file_mode);
-      if (fd >= 0) {
-        owner.Apply(fd, marker);
-        close(fd);
-      }
-    }
+    if (Status s = maildir::MakeMaildirSubdirectories(dir, owner); !s.ok()) return s;
+    if (layout() == Layout::kMaildirPlusPlus) MarkFolder(dir);
     std::string guid = maildir::HexOf(maildir::RandomObjectBytes());
     Status created = Folder::CreateUidlist(dir, store_->NextUidValidity(), guid, store_->context());
     if (!created.ok()) return created;
@@ -1024,6 +990,17 @@ class MaildirMailboxSet final : public MailboxSet {
     }
   }
 
+  // The empty `maildirfolder` file Dovecot puts in each Maildir++ folder.
+  void MarkFolder(const std::string& dir) {
+    const auto& owner = store_->context().owner;
+    std::string marker = dir + "/maildirfolder";
+    int fd = open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, owner.file_mode);
+    if (fd >= 0) {
+      owner.Apply(fd, marker);
+      close(fd);
+    }
+  }
+
   Status MakeParents(const std::string& rel) {
     const auto& owner = store_->context().owner;
     for (size_t slash = rel.find('/'); slash != std::string::npos;
@@ -1130,15 +1107,8 @@ class MaildirMailboxSet final : public MailboxSet {
         return ErrnoStatus(errno, "rename", from, ErrorScope::kMailbox);
       }
     }
-    if (layout() == Layout::kMaildirPlusPlus) {
-      std::string marker = dir + "/maildirfolder";
-      int fd = open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, owner.file_mode);
-      if (fd >= 0) close(fd);
-    }
-    for (const char* sub : {"/cur", "/new", "/tmp"}) {
-      std::string path = root() + sub;
-      if (mkdir(path.c_str(), owner.dir_mode) == 0) owner.ApplyAt(AT_FDCWD, path.c_str(), path);
-    }
+    if (layout() == Layout::kMaildirPlusPlus) MarkFolder(dir);
+    (void)maildir::MakeMaildirSubdirectories(root(), owner);  // Folder::Reload retries
     if (folder.ok()) (*folder)->Relocate(dir, after);
     std::string guid = maildir::HexOf(maildir::RandomObjectBytes());
     return Folder::CreateUidlist(root(), store_->NextUidValidity(), guid, store_->context());
@@ -1172,10 +1142,7 @@ Result<std::shared_ptr<MailboxSet>> OpenMaildirMailboxSet(const MaildirOptions& 
   }
   maildir::FileOwner owner = maildir::FileOwner::Of(st);
   if (access(normalized.root.c_str(), W_OK) == 0) {
-    for (const char* sub : {"/cur", "/new", "/tmp"}) {
-      std::string path = normalized.root + sub;
-      if (mkdir(path.c_str(), owner.dir_mode) == 0) owner.ApplyAt(AT_FDCWD, path.c_str(), path);
-    }
+    (void)maildir::MakeMaildirSubdirectories(normalized.root, owner);
   }
   auto store = std::make_shared<Store>(std::move(normalized), owner);
   return std::shared_ptr<MailboxSet>(std::make_shared<MaildirMailboxSet>(std::move(store)));
