@@ -390,5 +390,46 @@ TEST_F(MaildirHostileMountTest, BrokenFoldersLeaveTheRestWorking) {
   EXPECT_TRUE(::lstat((broken + "/dovecot-uidlist").c_str(), &st) == 0 && S_ISDIR(st.st_mode));
 }
 
+// DESIGN.md: mkdir or a directory rename to a name the store cannot hold
+// is EINVAL. Dovecot's layouts refuse different names: Maildir++ a '.'
+// inside a level (it separates levels on disk), fs a level named cur, new
+// or tmp (they hold the mail). Nothing may change in the store.
+TEST(MaildirNamesTest, NamesTheLayoutCannotHoldAreEinvalAndChangeNothing) {
+  for (maildir::Layout layout : {maildir::Layout::kMaildirPlusPlus, maildir::Layout::kFs}) {
+    SCOPED_TRACE(layout == maildir::Layout::kFs ? "fs" : "maildir++");
+    TempDir tmp;
+    MaildirOptions options;
+    options.root = tmp.Path("mail");
+    options.layout = layout;
+    auto store = OpenMaildirMailboxSet(options);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_TRUE((*store)->AddMailbox("Work").ok());
+    auto mount = MountedStore::Create(*store);
+    ASSERT_NE(mount, nullptr);
+    const std::vector<std::string> unstorable =
+        layout == maildir::Layout::kFs ? std::vector<std::string>{"cur", "Work/new", "Work/tmp"}
+                                       : std::vector<std::string>{"a.b", "Work/v1.2"};
+    StoreDigest before = TakeStoreDigest(**store);
+    ASSERT_TRUE(before.error.empty()) << before.error;
+    for (const std::string& name : unstorable) {
+      EXPECT_EQ(ErrnoOf(::mkdir(mount->Path(name).c_str(), 0755)), EINVAL) << "mkdir " << name;
+    }
+    // A rename below itself the kernel refuses before asking: rename to a
+    // top-level name only.
+    const std::string target = unstorable.front();
+    EXPECT_EQ(ErrnoOf(::rename(mount->Path("Work").c_str(), mount->Path(target).c_str())), EINVAL)
+        << "mv Work " << target;
+    EXPECT_EQ(TakeStoreDigest(**store), before);
+    if (layout == maildir::Layout::kMaildirPlusPlus) {
+      // (In fs, cur/ new/ tmp/ exist on disk anyway: they are INBOX's and Work's.)
+      for (std::string_view folder : {".a.b", ".Work.v1.2"}) {
+        struct stat st;
+        EXPECT_NE(::lstat((options.root + "/" + std::string(folder)).c_str(), &st), 0)
+            << folder << " made";
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mailfs::test
