@@ -1449,12 +1449,16 @@ int FlagChange(const AttrName& a, std::string_view value, bool remove, FlagOp* o
 }  // namespace
 
 int Driver::MessageXattr(Ino ino, std::string_view name, std::string* value) {
+  // `ls -l` asks every file for security.selinux and
+  // system.posix_acl_access: answer names that are not ours before asking
+  // the store, which for Redis would cost a round trip each.
+  AttrName a = ParseMessageAttr(name);
+  if (a.kind == AttrKind::kNone) return ENODATA;
   std::shared_ptr<MailboxData> data;
   uint32_t uid = 0;
   if (int err = MessageByNode(ino, &data, &uid)) return err;
   auto info = data->Get(uid);
   if (!info.ok()) return ErrnoOf(info.status());
-  AttrName a = ParseMessageAttr(name);
   switch (a.kind) {
     case AttrKind::kFlags:
     case AttrKind::kSystemFlag:
