@@ -192,6 +192,7 @@ TEST_P(TreeTest, InodeStaysWhileTheMessageExists) {
 TEST_P(TreeTest, ReadOnlyMailboxHasNoWriteBits) {
   SeedStandardStore(store());
   ASSERT_NO_FATAL_FAILURE(MakeReadOnly("Archive"));
+  if (IsSkipped()) return;  // the backend has no read-only mailboxes
   ASSERT_NO_FATAL_FAILURE(MountStore());
   struct stat st;
   ASSERT_EQ(Stat(P("Archive"), &st), 0);

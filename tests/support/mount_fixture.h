@@ -337,6 +337,8 @@ class MountTest : public ::testing::TestWithParam<MountBackend> {
 
   // Mounts store_ (seed it first). Use as ASSERT_NO_FATAL_FAILURE(MountStore()).
   void MountStore(MountOptions options = {});
+  // Skips the test (check IsSkipped() after it) for a backend without
+  // read-only mailboxes.
   void MakeReadOnly(std::string_view mailbox);
 
   MailboxSet& store() { return *store_; }
