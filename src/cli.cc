@@ -22,8 +22,8 @@ namespace {
 // mailfs options that go to the backend (SourceOptions), and the one that
 // goes to the driver.
 constexpr std::string_view kSourceOptionNames[] = {
-    "layout", "names",        "fsync",     "lock_timeout",  "login",
-    "prefix", "users_prefix", "separator", "password_file",
+    "layout",       "names",     "fsync",         "lock_timeout", "login",           "prefix",
+    "users_prefix", "separator", "password_file", "timeout",      "connect_timeout",
 };
 constexpr std::string_view kSpoolOption = "spool";
 

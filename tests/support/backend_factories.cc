@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <ftw.h>
+#include <gtest/gtest.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -15,7 +17,9 @@
 
 #include "backends/dict/dict_backend.h"
 #include "backends/maildir/maildir_backend.h"
+#include "backends/redis/redis_backend.h"
 #include "src/mailbox_name.h"
+#include "tests/support/redis_server.h"
 
 namespace mailfs::test {
 namespace {
@@ -132,12 +136,73 @@ BackendFactory MaildirFactory(std::string name, maildir::Layout layout) {
   return factory;
 }
 
+// Removes every key under `prefix` from the server at `address`.
+void DeleteRedisKeys(const std::string& address, const std::string& prefix) {
+  auto parsed = redis::ParseRedisUrl("redis://" + address);
+  if (!parsed.ok()) return;
+  auto connection = redis::Connection::Open(*parsed, {});
+  if (!connection.ok()) return;
+  std::string cursor = "0";
+  do {
+    auto reply = (*connection)->Run({"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"});
+    if (!reply.ok() || !reply->is_array() || reply->size() != 2) return;
+    cursor = std::string((*reply)[0].str());
+    redis::Command unlink = {"UNLINK"};
+    for (size_t i = 0; i < (*reply)[1].size(); ++i) unlink.emplace_back((*reply)[1][i].str());
+    if (unlink.size() > 1) (void)(*connection)->Run(unlink);
+  } while (cursor != "0");
+}
+
+// A store on the suite's shared Redis (scripts/test starts it), kept apart
+// from every other test's by a key prefix of its own; its keys are deleted
+// when the store goes. pymap has no read-only mailboxes, so neither does
+// this backend.
+BackendFactory RedisFactory() {
+  BackendFactory factory;
+  factory.name = "redis";
+  factory.make = []() -> std::shared_ptr<MailboxSet> {
+    static std::atomic<int> counter{0};
+    std::string address = SharedRedisAddress();
+    if (address.empty()) {
+      ADD_FAILURE() << "MAILFS_TEST_REDIS is not set: run the tests through scripts/test, or "
+                       "start redis-server and export MAILFS_TEST_REDIS=127.0.0.1:PORT";
+      return nullptr;
+    }
+    auto parsed = redis::ParseRedisUrl("redis://" + address);
+    if (!parsed.ok()) return nullptr;
+    RedisOptions options;
+    options.address = *parsed;
+    options.login = "tester";
+    options.prefix = fmt::format("/mailfs-test/{}-{}", getpid(), counter++);
+    auto set = OpenRedisMailboxSet(options);
+    if (!set.ok()) {
+      ADD_FAILURE() << "cannot open a redis store: " << set.status().ToString();
+      return nullptr;
+    }
+    struct Holder {
+      std::string address;
+      std::string prefix;
+      std::shared_ptr<MailboxSet> set;
+      ~Holder() {
+        set.reset();
+        DeleteRedisKeys(address, prefix + "/");
+      }
+    };
+    auto holder = std::make_shared<Holder>();
+    holder->address = address;
+    holder->prefix = options.prefix;
+    holder->set = *set;
+    return std::shared_ptr<MailboxSet>(holder, holder->set.get());
+  };
+  return factory;
+}
+
 }  // namespace
 
 const std::vector<BackendFactory>& AllBackendFactories() {
   static const std::vector<BackendFactory> factories = {
       DictFactory(), MaildirFactory("maildir", maildir::Layout::kMaildirPlusPlus),
-      MaildirFactory("maildir_fs", maildir::Layout::kFs)};
+      MaildirFactory("maildir_fs", maildir::Layout::kFs), RedisFactory()};
   return factories;
 }
 

@@ -19,6 +19,7 @@
 #include "src/mailbox_name.h"
 #include "tests/support/backend_factories.h"
 #include "tests/support/mount_fixture.h"
+#include "tests/support/redis_server.h"
 #include "tests/support/test_util.h"
 
 namespace mailfs {
@@ -435,7 +436,8 @@ TEST(RegistryTest, RefusesUnknownSourcesAndOptions) {
   auto unknown = OpenSource("nosuch", {});
   MAILFS_ASSERT_CODE(unknown, kInvalidArgument);
   EXPECT_EQ(unknown.status().detail(),
-            "unknown source 'nosuch' (known: demo, memory, maildir:PATH, PATH)");
+            "unknown source 'nosuch' (known: demo, memory, maildir:PATH, PATH, "
+            "redis://[user[:password]@]host[:port][/db])");
 
   auto bad_option = OpenSource("memory", {{"layout", "fs"}});
   MAILFS_ASSERT_CODE(bad_option, kInvalidArgument);
@@ -445,16 +447,23 @@ TEST(RegistryTest, RefusesUnknownSourcesAndOptions) {
 
 TEST(RegistryTest, DescribesEverySourceItCanOpen) {
   std::vector<SourceHelp> sources = DescribeSources();
-  ASSERT_EQ(sources.size(), 4u);
+  ASSERT_EQ(sources.size(), 5u);
   test::TempDir dir;
   for (const SourceHelp& help : sources) {
     EXPECT_FALSE(help.description.empty());
-    // PATH in a syntax stands for a directory.
+    // PATH in a syntax stands for a directory, a redis:// URL for the
+    // suite's shared server (with a key prefix of this test's own).
     std::string source = help.syntax;
+    SourceOptions options;
     if (size_t path = source.find("PATH"); path != std::string::npos) {
       source.replace(path, 4, dir.path());
     }
-    MAILFS_EXPECT_OK(OpenSource(source, {})) << help.syntax;
+    if (source.starts_with("redis://")) {
+      source = "redis://" + test::SharedRedisAddress();
+      options = {{"prefix", "/mailfs-test/registry-" + std::to_string(getpid())},
+                 {"login", "registry"}};
+    }
+    MAILFS_EXPECT_OK(OpenSource(source, options)) << help.syntax;
   }
 }
 
