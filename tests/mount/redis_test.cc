@@ -346,6 +346,22 @@ TEST(RedisTwoMountsTest, EightWritersOnTwoMountsAndAFlagAcross) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_TRUE(seen) << "the flag set on mount A did not show on mount B within a second";
+  // An expunge and a new mailbox on A show on B within a second too.
+  CommandResult removed = RunShell("rm " + ShellQuote(mount_a->Path(name)), "");
+  ASSERT_TRUE(removed.ok()) << removed.Describe();
+  CommandResult made = RunShell("mkdir " + ShellQuote(mount_a->Path("Fresh")), "");
+  ASSERT_TRUE(made.ok()) << made.Describe();
+  auto shown = std::chrono::steady_clock::now();
+  bool expunge_seen = false, mailbox_seen = false;
+  while (std::chrono::steady_clock::now() - shown < std::chrono::seconds(1)) {
+    struct stat st {};
+    expunge_seen = expunge_seen || Stat(mount_b->Path(name), &st) == ENOENT;
+    mailbox_seen = mailbox_seen || Stat(mount_b->Path("Fresh"), &st) == 0;
+    if (expunge_seen && mailbox_seen) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(expunge_seen) << "the expunge on A did not show on B within a second";
+  EXPECT_TRUE(mailbox_seen) << "the mailbox made on A did not show on B within a second";
   RecordProperty("flag_latency_ms",
                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::steady_clock::now() - start)
@@ -419,6 +435,31 @@ TEST(RedisOutageTest, EioWhileDownAppendsAgainAfterAndNothingAcknowledgedIsLost)
   auto listed = ListDir(mount->Path("INBOX"));
   ASSERT_TRUE(listed.has_value());
   EXPECT_EQ(listed->size(), acknowledged.size());
+  mount->Unmount();
+}
+
+// A server that stops answering (DEBUG SLEEP) costs an operation no more
+// than the timeout, and the mount serves again once it answers.
+TEST(RedisOutageTest, AHungServerFailsAnAppendWithinTheTimeout) {
+  SetTestTimeout(std::chrono::seconds(120));
+  auto server = RedisServer::Start();
+  ASSERT_NE(server, nullptr);
+  auto store = OpenSource(server->url(), {{"login", "hung"}, {"timeout", "1"}});
+  MAILFS_ASSERT_OK(store);
+  auto mount = MountedStore::Create(*store);
+  ASSERT_NE(mount, nullptr);
+  ASSERT_TRUE(WriteFile(mount->Path("INBOX/before.eml"), TestMessage("before")).ok());
+  std::thread sleeper([&] { server->RunCli({"DEBUG", "SLEEP", "4"}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto start = std::chrono::steady_clock::now();
+  WriteOutcome hung = WriteFile(mount->Path("INBOX/during.eml"), TestMessage("during"));
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_FALSE(hung.ok());
+  EXPECT_EQ(ErrnoName(hung.close_errno), ErrnoName(EIO)) << hung.Describe();
+  EXPECT_LT(took, std::chrono::milliseconds(2500)) << "the append waited past its 1 s timeout";
+  sleeper.join();
+  WriteOutcome after = WriteFile(mount->Path("INBOX/after.eml"), TestMessage("after"));
+  EXPECT_TRUE(after.ok()) << after.Describe();
   mount->Unmount();
 }
 

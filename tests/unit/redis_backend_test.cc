@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "backends/redis/format/content.h"
 #include "backends/registry.h"
 #include "tests/support/backend_factories.h"
+#include "tests/support/mount_fixture.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/test_util.h"
 
@@ -324,6 +327,44 @@ TEST(RedisUrlTest, ParsesEveryPart) {
                           "redis://u:%zz@h", "redis://[::1"}) {
     MAILFS_EXPECT_CODE(redis::ParseRedisUrl(bad), kInvalidArgument) << bad;
   }
+}
+
+// An ACL user with a password from a file or the environment, and a
+// database other than 0, on a private server.
+TEST(RedisLoginTest, AclUserPasswordAndDatabase) {
+  auto server = RedisServer::Start();
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(server->CliOk({"ACL", "SETUSER", "mailer", "on", ">s3cret", "~*", "&*", "+@all"}));
+  TempDir dir;
+  std::string password_file = dir.Path("password");
+  {
+    std::ofstream out(password_file);
+    out << "s3cret\n";
+  }
+  std::string url = "redis://mailer@" + server->address() + "/3";
+  auto set = OpenSource(url, {{"login", "sam"}, {"password_file", password_file}});
+  MAILFS_ASSERT_OK(set);
+  MAILFS_ASSERT_OK((*set)->AddMailbox("Work"));
+  // Everything went to database 3.
+  auto address = redis::ParseRedisUrl("redis://" + server->address());
+  MAILFS_ASSERT_OK(address);
+  auto db0 = redis::Connection::Open(*address, {});
+  MAILFS_ASSERT_OK(db0);
+  EXPECT_EQ((*db0)->Run({"DBSIZE"})->integer(), 0);
+  EXPECT_GT((*db0)->Run({"SELECT", "3"})->str().size(), 0u);
+  EXPECT_EQ((*db0)->Run({"HEXISTS", "/mail/ns", "sam"})->integer(), 1);
+
+  // The environment works too; a wrong password is a clear failure.
+  ASSERT_EQ(setenv("MAILFS_REDIS_PASSWORD", "s3cret", 1), 0);
+  MAILFS_EXPECT_OK(OpenSource(url, {{"login", "sam"}}));
+  ASSERT_EQ(setenv("MAILFS_REDIS_PASSWORD", "wrong", 1), 0);
+  auto refused = OpenSource(url, {{"login", "sam"}});
+  unsetenv("MAILFS_REDIS_PASSWORD");
+  MAILFS_EXPECT_CODE(refused, kUnavailable);
+  EXPECT_NE(refused.status().detail().find("login failed"), std::string::npos)
+      << refused.status().detail();
+  MAILFS_EXPECT_CODE(OpenSource(url, {{"login", "sam"}, {"password_file", dir.Path("none")}}),
+                     kInvalidArgument);
 }
 
 TEST(RedisUrlTest, AnUnreachableServerIsUnavailableAtOnce) {
