@@ -658,8 +658,8 @@ class RedisMailbox final : public MailboxData {
     const Reply& record = (*replies)[1];
     if (record.is_error()) return store_->ErrorReply(record, ErrorScope::kMailbox, Where());
     if (record.is_nil()) return NoMessage(uid);
-    std::vector<std::pair<uint32_t, std::string>> raw;
-    raw.emplace_back(uid, std::string(record.str()));
+    std::vector<std::pair<uint32_t, std::string_view>> raw;
+    raw.emplace_back(uid, record.str());
     std::vector<std::string> content_ids = {std::string((*replies)[2].str())};
     auto infos = Decode(raw, content_ids, /*skip_bad=*/false);
     if (!infos.ok()) return infos.status();
@@ -791,13 +791,13 @@ class RedisMailbox final : public MailboxData {
     if (Status s = CheckLive((*replies)[0]); !s.ok()) return s;
     const Reply& records = (*replies)[1];
     if (records.is_error()) return store_->ErrorReply(records, ErrorScope::kMailbox, Where());
-    std::vector<std::pair<uint32_t, std::string>> raw;
+    std::vector<std::pair<uint32_t, std::string_view>> raw;
     std::vector<std::string> content_ids;
     if (ranged) {
       const Reply& contents = (*replies)[2];
       for (size_t i = 0; i < records.size(); ++i) {
         if (records[i].is_nil()) continue;
-        raw.emplace_back(first_uid + static_cast<uint32_t>(i), std::string(records[i].str()));
+        raw.emplace_back(first_uid + static_cast<uint32_t>(i), records[i].str());
         content_ids.emplace_back(contents[i].str());
       }
     } else {
@@ -810,7 +810,7 @@ class RedisMailbox final : public MailboxData {
           continue;
         }
         if (uid < first_uid || uid > last_uid) continue;
-        raw.emplace_back(static_cast<uint32_t>(uid), std::string(records[i + 1].str()));
+        raw.emplace_back(static_cast<uint32_t>(uid), records[i + 1].str());
       }
       std::sort(raw.begin(), raw.end());
     }
@@ -847,9 +847,9 @@ class RedisMailbox final : public MailboxData {
   // Decodes records and adds sizes: from the cache, else HSTRLEN of each
   // content's `full`, pipelined. `content_ids` (from `content`, parallel to
   // `raw`, or empty) stands in for a record without an email id.
-  Result<std::vector<MessageInfo>> Decode(const std::vector<std::pair<uint32_t, std::string>>& raw,
-                                          const std::vector<std::string>& content_ids,
-                                          bool skip_bad) {
+  Result<std::vector<MessageInfo>> Decode(
+      const std::vector<std::pair<uint32_t, std::string_view>>& raw,
+      const std::vector<std::string>& content_ids, bool skip_bad) {
     std::vector<MessageInfo> infos;
     infos.reserve(raw.size());
     std::vector<size_t> unsized;
