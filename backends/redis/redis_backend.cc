@@ -280,19 +280,6 @@ class Store {
     if (it != followed_.end()) it->second.name = name;
   }
 
-  // The mailbox list and subscriptions as last seen, so that the watcher
-  // reports only what others changed.
-  void RememberListing(std::map<std::string, std::string> names_to_ids) {
-    std::lock_guard lock(mu_);
-    listing_ = std::move(names_to_ids);
-    have_listing_ = true;
-  }
-  void RememberSubscriptions(std::set<std::string> names) {
-    std::lock_guard lock(mu_);
-    subscriptions_ = std::move(names);
-    have_subscriptions_ = true;
-  }
-
   void StartWatcher() {
     std::lock_guard lock(mu_);
     if (watcher_started_ || stopping_) return;
@@ -993,7 +980,6 @@ class RedisMailboxSet final : public MailboxSet {
       }
       names.insert(std::move(name));
     }
-    store_->RememberSubscriptions(names);
     return std::vector<std::string>(names.begin(), names.end());
   }
 
@@ -1211,7 +1197,6 @@ class RedisMailboxSet final : public MailboxSet {
     if (!all.ok()) return all.status();
     if (all->is_error()) return store_->ErrorReply(*all, ErrorScope::kStore, "mailbox list");
     ListingMap listing;
-    std::map<std::string, std::string> ids;
     for (size_t i = 0; i + 1 < all->size(); i += 2) {
       std::string_view key = (*all)[i].str();
       std::string name = DecodeName(key);
@@ -1223,9 +1208,7 @@ class RedisMailboxSet final : public MailboxSet {
       // Two spellings of one name: the canonical (mUTF-7) one wins.
       if (listing.contains(name) && EncodeName(name) != key) continue;
       listing[name] = {std::string(key), std::string((*all)[i + 1].str())};
-      ids[name] = std::string((*all)[i + 1].str());
     }
-    store_->RememberListing(std::move(ids));
     return listing;
   }
 
