@@ -139,4 +139,10 @@ std::string FlagSet::ToString() const {
   return out;
 }
 
+FlagSet FlagSet::AllSystemFlags() {
+  FlagSet flags;
+  for (SystemFlag flag : kAllSystemFlags) flags.Add(flag);
+  return flags;
+}
+
 }  // namespace mailfs

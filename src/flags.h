@@ -40,6 +40,8 @@ enum class FlagOp { kAdd, kDelete, kReplace };
 class FlagSet {
  public:
   FlagSet() = default;
+  // The five system flags, no keyword: what every backend can store.
+  static FlagSet AllSystemFlags();
 
   // Parses a space-separated list such as "\Seen \Flagged $Junk". System
   // flags are case-insensitive and normalized. \Recent, unknown system flags

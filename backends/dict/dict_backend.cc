@@ -180,11 +180,7 @@ class DictMailbox final : public MailboxData {
   // Cached: an id keeps its UID validity for life, even across INBOX renames.
   uint32_t uid_validity() const override { return uid_validity_; }
 
-  FlagSet permanent_flags() const override {
-    FlagSet flags;
-    for (SystemFlag flag : kAllSystemFlags) flags.Add(flag);
-    return flags;
-  }
+  FlagSet permanent_flags() const override { return FlagSet::AllSystemFlags(); }
 
   bool accepts_keywords() const override { return true; }
 

@@ -613,11 +613,7 @@ class MaildirMailbox final : public MailboxData {
     return folder_->uid_validity();
   }
 
-  FlagSet permanent_flags() const override {
-    FlagSet flags;
-    for (SystemFlag flag : kAllSystemFlags) flags.Add(flag);
-    return flags;
-  }
+  FlagSet permanent_flags() const override { return FlagSet::AllSystemFlags(); }
 
   bool accepts_keywords() const override { return true; }
 

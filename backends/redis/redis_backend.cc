@@ -570,11 +570,7 @@ class RedisMailbox final : public MailboxData {
   std::string mailbox_id() const override { return id_; }
   bool readonly() const override { return false; }  // pymap has no read-only mailboxes
   uint32_t uid_validity() const override { return uid_validity_; }
-  FlagSet permanent_flags() const override {
-    FlagSet flags;
-    for (SystemFlag flag : kAllSystemFlags) flags.Add(flag);
-    return flags;
-  }
+  FlagSet permanent_flags() const override { return FlagSet::AllSystemFlags(); }
   bool accepts_keywords() const override { return true; }
 
   Result<uint32_t> Append(const AppendMessage& message, bool recent) override {

@@ -30,14 +30,6 @@ namespace {
 
 constexpr std::string_view kKeywordPrefix = "user.mail.keyword.";
 
-std::vector<std::string> SplitSpaces(std::string_view text) {
-  std::vector<std::string> out;
-  std::istringstream in{std::string(text)};
-  std::string word;
-  while (in >> word) out.push_back(word);
-  return out;
-}
-
 // Every mailbox directory the mount must show: the mailboxes and their
 // parents (a \Noselect parent is a directory without messages).
 std::set<std::string> ExpectedDirectories(const StoreFixture& fx) {

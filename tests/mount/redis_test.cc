@@ -55,14 +55,6 @@ std::map<std::string, Json> FixtureKeys() {
   return keys;
 }
 
-std::vector<std::string> SplitSpaces(std::string_view text) {
-  std::vector<std::string> out;
-  std::istringstream in{std::string(text)};
-  std::string word;
-  while (in >> word) out.push_back(word);
-  return out;
-}
-
 std::string Attr(const std::string& path, const std::string& name) {
   int err = 0;
   std::optional<std::string> value = GetXattr(path, name, &err);

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "src/changes.h"
 #include "src/flags.h"
@@ -71,6 +72,15 @@ inline std::string ReadTestFile(const std::filesystem::path& path) {
   std::ostringstream bytes;
   bytes << in.rdbuf();
   return bytes.str();
+}
+
+// The words of `text`, split at whitespace ("\\Seen $Work" -> 2 words).
+inline std::vector<std::string> SplitSpaces(std::string_view text) {
+  std::vector<std::string> words;
+  std::istringstream in{std::string(text)};
+  std::string word;
+  while (in >> word) words.push_back(word);
+  return words;
 }
 
 inline const Status& StatusOf(const Status& status) { return status; }
