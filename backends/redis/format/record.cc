@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <msgpack.hpp>
@@ -51,7 +52,11 @@ bool Expect(std::string_view text, size_t* pos, char c) {
 Result<MessageRecord> DecodeRecord(std::string_view bytes) {
   MessageRecord record;
   try {
-    msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
+    // Every element takes at least one byte: without these limits a header
+    // claiming 4G elements makes msgpack reserve memory for all of them.
+    const size_t n = bytes.size();
+    msgpack::object_handle handle =
+        msgpack::unpack(bytes.data(), n, nullptr, nullptr, msgpack::unpack_limit(n, n, n, n, n, 8));
     const msgpack::object& root = handle.get();
     if (root.type != msgpack::type::MAP) return Corrupt("message record is not a msgpack map");
     bool has_flags = false;
@@ -150,8 +155,14 @@ std::vector<std::string> FlagsToRecord(const FlagSet& flags) {
   return out;
 }
 
+// Python's datetime holds years 1 to 9999 only.
+constexpr UnixSeconds kFirstDate = -62135596800;  // 0001-01-01T00:00:00Z
+constexpr UnixSeconds kLastDate = 253402300799;   // 9999-12-31T23:59:59Z
+
 std::string FormatRecordDate(UnixSeconds seconds) {
-  time_t t = static_cast<time_t>(seconds);
+  // A date pymap could not read would make the whole mailbox unreadable to
+  // it; a file time outside Python's range is clamped instead.
+  time_t t = static_cast<time_t>(std::clamp(seconds, kFirstDate, kLastDate));
   struct tm utc {};
   gmtime_r(&t, &utc);
   return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00", utc.tm_year + 1900,
@@ -185,7 +196,8 @@ Result<UnixSeconds> ParseRecordDate(std::string_view text) {
       }
     }
   }
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
+  if (year < 1 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
+      second > 60) {
     return bad();
   }
   parts.tm_year = year - 1900;
@@ -196,7 +208,9 @@ Result<UnixSeconds> ParseRecordDate(std::string_view text) {
   parts.tm_sec = second;
   if (pos == text.size()) {
     parts.tm_isdst = -1;
-    return static_cast<UnixSeconds>(mktime(&parts));  // naive: local time, as Python
+    UnixSeconds local = static_cast<UnixSeconds>(mktime(&parts));  // naive: local, as Python
+    if (local < kFirstDate || local > kLastDate) return bad();
+    return local;
   }
   int offset = 0;
   if (text[pos] == 'Z') {
@@ -222,7 +236,9 @@ Result<UnixSeconds> ParseRecordDate(std::string_view text) {
     return bad();
   }
   if (pos != text.size()) return bad();
-  return static_cast<UnixSeconds>(timegm(&parts)) - offset;
+  UnixSeconds result = static_cast<UnixSeconds>(timegm(&parts)) - offset;
+  if (result < kFirstDate || result > kLastDate) return bad();
+  return result;
 }
 
 }  // namespace mailfs::redis
