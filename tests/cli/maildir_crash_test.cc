@@ -46,7 +46,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -75,8 +74,6 @@
 #include "tests/support/dovecot.h"
 #include "tests/support/fixture_expectations.h"  // Sha256Hex
 #include "tests/support/mount_fixture.h"
-
-extern char** environ;
 
 namespace mailfs::test {
 namespace {
@@ -115,52 +112,27 @@ uint32_t Seed() {
 // ---------------------------------------------------------------------------
 // Child processes.
 
-// A process started with posix_spawn in its own process group, stdin from
-// /dev/null, stdout and stderr appended to `log`, LC_ALL=C. The destructor
-// SIGKILLs the whole group and reaps it, so nothing outlives a failed test.
+// A process started with SpawnProcess (its own process group, stdin from
+// /dev/null), stdout and stderr appended to `log`, in the C locale. The
+// destructor SIGKILLs the whole group and reaps it, so nothing outlives a
+// failed test.
 class Child {
  public:
   static std::unique_ptr<Child> Spawn(const std::vector<std::string>& argv, const std::string& cwd,
                                       const std::string& log) {
-    std::vector<std::string> env;
-    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-      std::string_view v(*e);
-      if (v.starts_with("LC_ALL=") || v.starts_with("LANG=") || v.starts_with("LANGUAGE=")) {
-        continue;
-      }
-      env.emplace_back(v);
+    int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
+      ADD_FAILURE() << "opening " << log << ": " << std::strerror(errno);
+      return nullptr;
     }
-    env.emplace_back("LC_ALL=C");
-    std::vector<char*> argv_p, env_p;
-    std::vector<std::string> args = argv;
-    for (auto& a : args) argv_p.push_back(a.data());
-    argv_p.push_back(nullptr);
-    for (auto& e : env) env_p.push_back(e.data());
-    env_p.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setpgroup(&attr, 0);
-    sigset_t empty, all;
-    sigemptyset(&empty);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    pid_t pid = -1;
-    int rc = ::posix_spawn(&pid, args[0].c_str(), &actions, &attr, argv_p.data(), env_p.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) {
-      ADD_FAILURE() << "posix_spawn " << args[0] << ": " << std::strerror(rc);
+    std::string error;
+    pid_t pid = SpawnProcess(
+        argv,
+        {.stdout_fd = log_fd, .stderr_fd = log_fd, .cwd = cwd, .environment = CLocaleEnvironment()},
+        &error);
+    ::close(log_fd);
+    if (pid < 0) {
+      ADD_FAILURE() << error;
       return nullptr;
     }
     return std::unique_ptr<Child>(new Child(pid));

@@ -225,21 +225,6 @@ uint64_t Fnv1a(std::string_view bytes) {
   return h;
 }
 
-std::string ReadFd(int fd) {
-  std::string out;
-  if (fd < 0) return out;
-  char buf[65536];
-  off_t off = 0;
-  while (true) {
-    ssize_t n = ::pread(fd, buf, sizeof buf, off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, n);
-    off += n;
-  }
-  return out;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -294,19 +279,39 @@ std::string ShellQuote(std::string_view word) {
   return out;
 }
 
-ShellProcess::ShellProcess(std::string command, std::string cwd) : command_(std::move(command)) {
-  out_fd_ = ::memfd_create("stdout", MFD_CLOEXEC);
-  err_fd_ = ::memfd_create("stderr", MFD_CLOEXEC);
-  if (out_fd_ < 0 || err_fd_ < 0) {
-    start_error_ = std::string("memfd_create: ") + std::strerror(errno);
-    return;
+std::string ReadFd(int fd, off_t offset) {
+  std::string out;
+  if (fd < 0) return out;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::pread(fd, buf, sizeof buf, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, n);
+    offset += n;
+  }
+  return out;
+}
+
+std::vector<std::string> CLocaleEnvironment() { return {"LANG", "LANGUAGE", "LC_ALL=C"}; }
+
+pid_t SpawnProcess(const std::vector<std::string>& argv, const SpawnOptions& options,
+                   std::string* error) {
+  if (argv.empty()) {
+    *error = "posix_spawn: no command";
+    return -1;
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_fd_, 1);
-  posix_spawn_file_actions_adddup2(&actions, err_fd_, 2);
-  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  for (auto [fd, target] : {std::pair{options.stdout_fd, 1}, std::pair{options.stderr_fd, 2}}) {
+    if (fd >= 0) {
+      posix_spawn_file_actions_adddup2(&actions, fd, target);
+    } else {
+      posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0);
+    }
+  }
+  if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
 
   posix_spawnattr_t attr;
@@ -320,26 +325,58 @@ ShellProcess::ShellProcess(std::string command, std::string cwd) : command_(std:
   posix_spawnattr_setsigmask(&attr, &empty);
   posix_spawnattr_setsigdefault(&attr, &all);
 
+  // The test's environment with options.environment applied: every
+  // variable it names is dropped, then its NAME=value entries are added.
+  char** envp = environ;
   std::vector<std::string> env_strings;
-  for (char** e = environ; e && *e; ++e) {
-    std::string_view v(*e);
-    if (v.starts_with("LC_ALL=") || v.starts_with("LANG=") || v.starts_with("LANGUAGE=")) continue;
-    env_strings.emplace_back(v);
+  std::vector<char*> env_ptrs;
+  if (!options.environment.empty()) {
+    auto name_of = [](std::string_view entry) { return entry.substr(0, entry.find('=')); };
+    for (char** e = environ; e && *e; ++e) {
+      std::string_view v(*e);
+      bool changed = std::any_of(options.environment.begin(), options.environment.end(),
+                                 [&](const std::string& c) { return name_of(c) == name_of(v); });
+      if (!changed) env_strings.emplace_back(v);
+    }
+    for (const auto& c : options.environment) {
+      if (c.find('=') != std::string::npos) env_strings.push_back(c);
+    }
+    for (auto& s : env_strings) env_ptrs.push_back(s.data());
+    env_ptrs.push_back(nullptr);
+    envp = env_ptrs.data();
   }
-  env_strings.emplace_back("LC_ALL=C");
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::string sh = "/bin/sh", dash_c = "-c";
-  char* argv[] = {sh.data(), dash_c.data(), command_.data(), nullptr};
+  std::vector<std::string> args = argv;
+  std::vector<char*> arg_ptrs;
+  for (auto& a : args) arg_ptrs.push_back(a.data());
+  arg_ptrs.push_back(nullptr);
 
-  int rc = ::posix_spawn(&pid_, "/bin/sh", &actions, &attr, argv, envp.data());
+  pid_t pid = -1;
+  int rc = options.search_path
+               ? ::posix_spawnp(&pid, arg_ptrs[0], &actions, &attr, arg_ptrs.data(), envp)
+               : ::posix_spawn(&pid, arg_ptrs[0], &actions, &attr, arg_ptrs.data(), envp);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    pid_ = -1;
-    start_error_ = std::string("posix_spawn: ") + std::strerror(rc) + " (cwd " + cwd + ")";
+    *error = "posix_spawn " + argv[0] + ": " + std::strerror(rc);
+    if (!options.cwd.empty()) *error += " (cwd " + options.cwd + ")";
+    return -1;
   }
+  return pid;
+}
+
+ShellProcess::ShellProcess(std::string command, std::string cwd) : command_(std::move(command)) {
+  out_fd_ = ::memfd_create("stdout", MFD_CLOEXEC);
+  err_fd_ = ::memfd_create("stderr", MFD_CLOEXEC);
+  if (out_fd_ < 0 || err_fd_ < 0) {
+    start_error_ = std::string("memfd_create: ") + std::strerror(errno);
+    return;
+  }
+  pid_ = SpawnProcess({"/bin/sh", "-c", command_},
+                      {.stdout_fd = out_fd_,
+                       .stderr_fd = err_fd_,
+                       .cwd = std::move(cwd),
+                       .environment = CLocaleEnvironment()},
+                      &start_error_);
 }
 
 ShellProcess::~ShellProcess() {

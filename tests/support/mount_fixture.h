@@ -71,9 +71,48 @@ struct CommandResult {
 
 inline constexpr std::chrono::seconds kCommandTimeout{30};
 
-// A /bin/sh -c command started with posix_spawn in its own process group,
-// stdin from /dev/null, stdout and stderr captured, LC_ALL=C. Wait kills the
-// whole group when the timeout passes.
+// How SpawnProcess starts a child. (The {} on the members lets a
+// designated initializer leave them out without
+// -Wmissing-field-initializers.)
+struct SpawnOptions {
+  // Where the child's stdout and stderr go (one descriptor may serve both;
+  // close-on-exec is fine, the child's copy does not inherit it); -1 for
+  // /dev/null.
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  // The child's working directory; empty keeps the test's.
+  std::string cwd{};
+  // Changes to the test's environment, which the child gets otherwise as
+  // it is (MAILFS_TEST_RUN included): "NAME=value" sets NAME, replacing
+  // the test's value; a bare "NAME" removes it.
+  std::vector<std::string> environment{};
+  // Look argv[0] up in PATH (posix_spawnp) when it holds no slash.
+  bool search_path = false;
+};
+
+// The bytes of `fd` from `offset` on, read with pread (the memfd a child
+// wrote its output to, a log file); "" for fd -1.
+std::string ReadFd(int fd, off_t offset = 0);
+
+// SpawnOptions::environment for the C locale (LC_ALL=C, LANG and LANGUAGE
+// removed): tools print their messages in English and sort bytewise,
+// whatever the locale the tests run in.
+std::vector<std::string> CLocaleEnvironment();
+
+// Starts argv with posix_spawn in a process group of its own (so that
+// kill(-pid) also reaches whatever it forks: a shell's commands, a
+// redis-server's AOF rewrite), stdin from /dev/null, every descriptor above
+// 2 closed (a child must not hold a file the test writes, nor a FUSE
+// descriptor), all signals at their defaults and none blocked (whatever
+// the test runner ignores or blocks). The caller reaps it. -1 with *error
+// set ("posix_spawn ARGV0: reason") when it cannot start, which includes a
+// cwd that cannot be entered.
+pid_t SpawnProcess(const std::vector<std::string>& argv, const SpawnOptions& options,
+                   std::string* error);
+
+// A /bin/sh -c command started with SpawnProcess, stdout and stderr
+// captured, in the C locale. Wait kills the whole group when the timeout
+// passes.
 class ShellProcess {
  public:
   // An empty cwd keeps the test's working directory.

@@ -5,7 +5,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -22,9 +21,7 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/support/mount_fixture.h"  // kTempPrefix
-
-extern char** environ;
+#include "tests/support/mount_fixture.h"  // kTempPrefix, ReadFd, SpawnProcess
 
 namespace mailfs::test {
 namespace {
@@ -43,59 +40,6 @@ constexpr const char* kSetpriv = "/usr/bin/setpriv";
 
 // The environment variable scripts/test sets.
 constexpr const char* kSharedRedisVariable = "MAILFS_TEST_REDIS";
-
-// posix_spawnp of argv in a process group of its own (so that a kill of
-// the group reaches the children a redis-server forks), stdin from
-// /dev/null, stdout and stderr to the given descriptors, every other
-// descriptor closed, signals at their defaults, the test's environment
-// (MAILFS_TEST_RUN included). -1 with *error set on failure.
-pid_t Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd, std::string* error) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t empty, all;
-  sigemptyset(&empty);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setsigdefault(&attr, &all);
-
-  std::vector<std::string> args = argv;
-  std::vector<char*> cargv;
-  for (auto& a : args) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    *error = "posix_spawn " + argv[0] + ": " + std::strerror(rc);
-    return -1;
-  }
-  return pid;
-}
-
-// The bytes of a memfd from `offset` on.
-std::string ReadFrom(int fd, off_t offset = 0) {
-  std::string out;
-  char buf[65536];
-  while (true) {
-    ssize_t n = ::pread(fd, buf, sizeof buf, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, n);
-    offset += n;
-  }
-  return out;
-}
 
 // waitpid without blocking: true when `pid` has exited (and is reaped),
 // *status set.
@@ -216,7 +160,8 @@ RedisCliResult RunRedisCli(std::string_view address, const std::vector<std::stri
   // as their bytes, not quoted.
   std::vector<std::string> argv = {"redis-cli", "-h", host, "-p", port, "-e", "--raw"};
   argv.insert(argv.end(), args.begin(), args.end());
-  pid_t pid = Spawn(argv, out_fd, err_fd, &r.err);
+  pid_t pid =
+      SpawnProcess(argv, {.stdout_fd = out_fd, .stderr_fd = err_fd, .search_path = true}, &r.err);
   if (pid < 0) {
     r.err += " (scripts/install-deps installs redis-tools)";
   } else {
@@ -234,8 +179,8 @@ RedisCliResult RunRedisCli(std::string_view address, const std::vector<std::stri
       pause = std::min(pause * 2, milliseconds(20));
     }
     r.exit_code = ExitCodeOf(status);
-    r.out = ReadFrom(out_fd);
-    r.err = ReadFrom(err_fd);
+    r.out = ReadFd(out_fd);
+    r.err = ReadFd(err_fd);
   }
   ::close(out_fd);
   ::close(err_fd);
@@ -406,7 +351,9 @@ RedisServer::Launch RedisServer::LaunchAndWait(bool appendonly, steady_clock::ti
     argv.push_back(std::string("--") + name);
     argv.push_back(value);
   }
-  pid_ = Spawn(argv, log_fd, log_fd, error);
+  // The test's environment (MAILFS_TEST_RUN included); the process group
+  // of its own lets Kill reach the children redis-server forks.
+  pid_ = SpawnProcess(argv, {.stdout_fd = log_fd, .stderr_fd = log_fd, .search_path = true}, error);
   ::close(log_fd);
   if (pid_ < 0) {
     *error += " (scripts/install-deps installs redis-server)";
@@ -418,7 +365,7 @@ RedisServer::Launch RedisServer::LaunchAndWait(bool appendonly, steady_clock::ti
     if (Reaped(pid_, &status)) {
       pid_ = -1;
       int fd = ::open(log_path.c_str(), O_RDONLY | O_CLOEXEC);
-      std::string log = fd >= 0 ? ReadFrom(fd, log_start) : "";
+      std::string log = fd >= 0 ? ReadFd(fd, log_start) : "";
       if (fd >= 0) ::close(fd);
       if (log.find("Address already in use") != std::string::npos) return Launch::kPortInUse;
       *error = "redis-server on port " + std::to_string(port_) + " exited (status " +
@@ -522,7 +469,7 @@ bool RedisServer::CliOk(const std::vector<std::string>& args) const {
 std::string RedisServer::LogTail() const {
   int fd = ::open((dir_ + "/redis.log").c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return "(no redis.log)";
-  std::string log = ReadFrom(fd);
+  std::string log = ReadFd(fd);
   ::close(fd);
   // The last 20 lines: from just after the 21st newline from the end.
   size_t start = log.size();
