@@ -184,7 +184,7 @@ std::vector<SourceHelp> DescribeSources() {
       {"maildir:PATH", "a Maildir shared with Dovecot (-o layout=fs, names=utf8, fsync=no)"},
       {"PATH", "the same: a path starting with / or ."},
       {"redis://[user[:password]@]host[:port][/db]",
-       "a Redis server in pymap's layout (-o login=, prefix=, password_file=, timeout=)"},
+       "a Redis server in pymap's layout (-o login=, password_file=)"},
   };
 }
 

@@ -303,7 +303,12 @@ std::string HelpText(const std::vector<SourceHelp>& sources) {
       "\n"
       "sources:\n";
   for (const SourceHelp& source : sources) {
-    text += fmt::format("    {:<26}{}\n", source.syntax, source.description);
+    // A syntax too long for its column gets a line of its own.
+    if (source.syntax.size() < 26) {
+      text += fmt::format("    {:<26}{}\n", source.syntax, source.description);
+    } else {
+      text += fmt::format("    {}\n    {:<26}{}\n", source.syntax, "", source.description);
+    }
   }
   text +=
       "\n"
@@ -311,6 +316,10 @@ std::string HelpText(const std::vector<SourceHelp>& sources) {
       "    layout=++ | layout=fs     maildir: folder layout (default ++, Maildir++)\n"
       "    names=mutf7 | names=utf8  maildir: encoding of new folder names (default:\n"
       "                              what the store already uses, else mutf7)\n"
+      "    fsync=yes | fsync=no      maildir: fsync each message before close() returns\n"
+      "                              (default yes; no is like Dovecot's mail_fsync=never)\n"
+      "    lock_timeout=SECONDS      maildir: how long to wait for dovecot-uidlist.lock\n"
+      "                              (default 30)\n"
       "    login=NAME                redis: whose mailboxes to mount (pymap's login\n"
       "                              name; default: your user name)\n"
       "    prefix=PREFIX             redis: pymap's key prefix (default /mail)\n"
@@ -318,6 +327,9 @@ std::string HelpText(const std::vector<SourceHelp>& sources) {
       "    separator=SEP             redis: pymap's key separator (default /)\n"
       "    password_file=PATH        redis: file holding the Redis password;\n"
       "                              MAILFS_REDIS_PASSWORD in the environment works too\n"
+      "    timeout=SECONDS           redis: how long a command may take before the\n"
+      "                              operation fails with EIO (default 5)\n"
+      "    connect_timeout=SECONDS   redis: the same for connecting (default 2)\n"
       "    spool=DIR                 all: where files being written wait for their\n"
       "                              close (default: a private directory under\n"
       "                              /var/tmp, removed at unmount)\n"

@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/redis_server.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -477,6 +479,43 @@ TEST_F(CliTest, DaemonMountsAndUnmounts) {
   ASSERT_TRUE(unmount);
   EXPECT_EQ(unmount->exit_code(), 0) << unmount->Describe();
   EXPECT_FALSE(IsMounted(m));
+  EXPECT_TRUE(WaitUntil([&] { return !ProcessWithArgumentRuns(m.string()); }))
+      << "the mailfs daemon for " << m << " still runs after the unmount";
+}
+
+// A Redis source through the real binary: the daemon keeps the connections
+// it opened before it forked, and writes through the mount reach Redis. An
+// unreachable server is refused with one line and nothing mounted.
+TEST_F(CliTest, DaemonMountsARedisSource) {
+  ASSERT_TRUE(fs::exists("/dev/fuse")) << "/dev/fuse is missing: FUSE cannot work here";
+  std::string address = mailfs::test::SharedRedisAddress();
+  ASSERT_FALSE(address.empty()) << "MAILFS_TEST_REDIS is not set (run through scripts/test)";
+  fs::path m = dir_.MakeDir("m");
+  ExpectRefused({"redis://127.0.0.1:1", m.string(), "-o", "login=cli"}, m, "127.0.0.1:1");
+
+  MountGuard guard(m);
+  std::string prefix = "/mailfs-test/cli-" + std::to_string(getpid());
+  auto process = RunCommand(
+      {MAILFS_BINARY, "redis://" + address, m.string(), "-o", "login=cli,prefix=" + prefix});
+  ASSERT_TRUE(process);
+  SCOPED_TRACE(process->Describe());
+  ASSERT_EQ(process->exit_code(), 0);
+  std::optional<MountEntry> entry = FindMount(m);
+  ASSERT_TRUE(entry.has_value()) << m << " is not mounted";
+  EXPECT_EQ(entry->source, "redis://" + address);
+  std::ofstream(m / "INBOX" / "new.eml") << "Subject: through the daemon\r\n\r\nbody\r\n";
+  EXPECT_TRUE(fs::exists(m / "INBOX" / "1.eml"));
+  std::string ns = mailfs::test::RedisCli(address, {"HGET", prefix + "/ns", "cli"});
+  ASSERT_TRUE(ns.starts_with("4/")) << ns;
+  std::string inbox = mailfs::test::RedisCli(
+      address, {"HGET", prefix + "/ns/" + ns.substr(2) + "/mailboxes", "INBOX"});
+  EXPECT_EQ(mailfs::test::RedisCli(
+                address, {"HLEN", prefix + "/ns/" + ns.substr(2) + "/mbx/" + inbox + "/uids"}),
+            "1");
+
+  auto unmount = RunCommand({"fusermount3", "-u", m.string()});
+  ASSERT_TRUE(unmount);
+  EXPECT_EQ(unmount->exit_code(), 0) << unmount->Describe();
   EXPECT_TRUE(WaitUntil([&] { return !ProcessWithArgumentRuns(m.string()); }))
       << "the mailfs daemon for " << m << " still runs after the unmount";
 }

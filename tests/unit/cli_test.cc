@@ -215,13 +215,35 @@ TEST(CliTest, DoubleDashEndsOptions) {
 }
 
 TEST(CliTest, HelpTextListsSourcesAndOptions) {
-  std::string text = HelpText({{"demo", "the demo store"}, {"memory", "an empty store"}});
-  for (const char* word :
-       {"demo", "the demo store", "memory", "an empty store", "layout=", "names=", "login=",
-        "prefix=", "users_prefix=", "separator=", "password_file=", "spool=", "-f", "-d", "-s",
-        "-o opt", "fusermount3 -u", "fuse.mailfs"}) {
-    EXPECT_TRUE(Contains(text, word));
+  std::string text = HelpText({{"demo", "the demo store"},
+                               {"memory", "an empty store"},
+                               {"redis://a-syntax-longer-than-its-column", "a redis store"}});
+  for (const char* word : {"demo",
+                           "the demo store",
+                           "memory",
+                           "an empty store",
+                           "layout=",
+                           "names=",
+                           "fsync=",
+                           "lock_timeout=",
+                           "login=",
+                           "prefix=",
+                           "users_prefix=",
+                           "separator=",
+                           "password_file=",
+                           "timeout=",
+                           "connect_timeout=",
+                           "spool=",
+                           "-f",
+                           "-d",
+                           "-s",
+                           "-o opt",
+                           "fusermount3 -u",
+                           "fuse.mailfs"}) {
+    EXPECT_TRUE(Contains(text, word)) << word;
   }
+  // A syntax too long for its column is not glued to its description.
+  EXPECT_TRUE(Contains(text, "redis://a-syntax-longer-than-its-column\n")) << text;
 }
 
 class MountPointTest : public ::testing::Test {
