@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <strings.h>
 
+#include <algorithm>
+
 namespace mailfs {
 
 bool NextUtf8CodePoint(std::string_view text, size_t* pos, uint32_t* cp_out) {
@@ -97,6 +99,27 @@ bool IsSameOrBelow(std::string_view name, std::string_view ancestor) {
 std::string JoinMailboxName(std::string_view parent, std::string_view leaf) {
   if (parent.empty()) return std::string(leaf);
   return fmt::format("{}{}{}", parent, kDelimiter, leaf);
+}
+
+Result<std::vector<std::string>> NamesToRename(std::span<const std::string> existing,
+                                               std::string_view before, std::string_view after) {
+  if (IsSameOrBelow(after, before)) {
+    return Status::InvalidName(
+        fmt::format("cannot rename {} to itself or below: {}", before, after));
+  }
+  std::vector<std::string> moving;
+  for (const std::string& name : existing) {
+    if (IsInbox(before) ? name == before : IsSameOrBelow(name, before)) moving.push_back(name);
+  }
+  if (moving.empty()) {
+    return Status::NotFound(ErrorScope::kMailbox, fmt::format("no mailbox {}", before));
+  }
+  for (const std::string& name : existing) {
+    if (IsSameOrBelow(name, after) && !std::binary_search(moving.begin(), moving.end(), name)) {
+      return Status::Exists(fmt::format("rename target is taken: {}", name));
+    }
+  }
+  return moving;
 }
 
 }  // namespace mailfs

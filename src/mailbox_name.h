@@ -4,8 +4,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "src/status.h"
 
@@ -35,6 +37,15 @@ std::string_view ParentName(std::string_view name);
 std::string_view LeafName(std::string_view name);
 // True if `name` is `ancestor` or below it.
 bool IsSameOrBelow(std::string_view name, std::string_view ancestor);
+// What a rename of `before` to `after` moves, out of `existing` (every
+// mailbox, normalized and sorted): INBOX alone for INBOX (its children stay
+// where they are), else `before` and every mailbox below it, sorted. Both
+// names are normalized. kInvalidName if `after` is `before` or below it;
+// kNotFound if nothing would move; kExists if a mailbox at or below `after`
+// exists and does not move. The same rules for every backend.
+Result<std::vector<std::string>> NamesToRename(std::span<const std::string> existing,
+                                               std::string_view before, std::string_view after);
+
 // Joins a parent ("" for the top) and a leaf.
 std::string JoinMailboxName(std::string_view parent, std::string_view leaf);
 

@@ -450,17 +450,13 @@ class DictMailboxSetImpl final : public DictMailboxSet {
     if (!before.ok()) return before.status();
     auto after = NormalizeMailboxName(after_name);
     if (!after.ok()) return after.status();
-    if (IsSameOrBelow(*after, *before)) {
-      return Status::InvalidName(
-          fmt::format("cannot rename {} to itself or below: {}", *before, *after));
-    }
     std::lock_guard lock(store_->mu);
-    // INBOX's children stay where they are; any other mailbox takes its
-    // subtree along.
-    std::vector<std::string> moving =
-        IsInbox(*before) ? std::vector<std::string>{*before} : NamesAtOrBelow(*before);
-    if (moving.empty()) return NoSuchMailbox(*before);
-    if (Status s = CheckVacant(*after, moving); !s.ok()) return s;
+    std::vector<std::string> existing;
+    existing.reserve(store_->names.size());
+    for (const auto& [name, id] : store_->names) existing.push_back(name);
+    auto names = NamesToRename(existing, *before, *after);
+    if (!names.ok()) return names.status();
+    const std::vector<std::string>& moving = *names;
     if (IsInbox(*before)) {
       RenameInbox(*after);
     } else {
@@ -495,29 +491,6 @@ class DictMailboxSetImpl final : public DictMailboxSet {
   static Status NotEmpty(std::string_view name, std::string_view what) {
     return Status::Error(ErrorCode::kNotEmpty, ErrorScope::kMailbox,
                          fmt::format("{} still has {}", name, what));
-  }
-
-  // Existing mailboxes named `name` or below it, sorted. REQUIRES(store_->mu)
-  std::vector<std::string> NamesAtOrBelow(std::string_view name) {
-    std::vector<std::string> found;
-    for (auto it = store_->names.lower_bound(name); it != store_->names.end(); ++it) {
-      // Names below `name` sort after it but may be interleaved with
-      // siblings such as "name-x" ('-' < '/'), so filter rather than stop.
-      if (it->first.compare(0, name.size(), name) != 0) break;
-      if (IsSameOrBelow(it->first, name)) found.push_back(it->first);
-    }
-    return found;
-  }
-
-  // kExists unless nothing that stays put is `after` or below it.
-  // REQUIRES(store_->mu)
-  Status CheckVacant(std::string_view after, const std::vector<std::string>& moving) {
-    for (const std::string& taken : NamesAtOrBelow(after)) {
-      if (!std::binary_search(moving.begin(), moving.end(), taken)) {
-        return Status::Exists(fmt::format("rename target is taken: {}", taken));
-      }
-    }
-    return Status::Ok();
   }
 
   // REQUIRES(store_->mu)
