@@ -10,6 +10,7 @@
 #include <csignal>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -280,6 +281,33 @@ class Store {
     if (it != followed_.end()) it->second.name = name;
   }
 
+  // Mailbox names resolved to (id, UID validity): the driver resolves the
+  // mailbox on every lookup, and each resolution would otherwise be a round
+  // trip. Dropped on every change to the mailbox list this mount makes and
+  // every one the watcher's poll sees, so a name another writer changed is
+  // stale for at most one poll; a handle to a mailbox deleted meanwhile
+  // fails its operations with kNotFound anyway.
+  struct Resolved {
+    std::string id;
+    uint32_t uid_validity = 0;
+  };
+  std::optional<Resolved> ResolvedMailbox(const std::string& name, uint64_t* generation) {
+    std::lock_guard lock(mu_);
+    *generation = resolved_generation_;
+    auto it = resolved_.find(name);
+    if (it == resolved_.end()) return std::nullopt;
+    return it->second;
+  }
+  // Keeps a resolution made at `generation` unless the list changed since.
+  void RememberResolved(const std::string& name, Resolved resolved, uint64_t generation) {
+    std::lock_guard lock(mu_);
+    if (generation == resolved_generation_) resolved_[name] = std::move(resolved);
+  }
+  void ForgetResolved() {
+    std::lock_guard lock(mu_);
+    ForgetResolvedLocked();
+  }
+
   void StartWatcher() {
     std::lock_guard lock(mu_);
     if (watcher_started_ || stopping_) return;
@@ -290,6 +318,12 @@ class Store {
   int DrainCleanup(redis::Connection* connection, int limit);
 
  private:
+  // REQUIRES(mu_)
+  void ForgetResolvedLocked() {
+    resolved_.clear();
+    ++resolved_generation_;
+  }
+
   struct Followed {
     std::string name;
     std::string last_id;
@@ -332,6 +366,8 @@ class Store {
   std::thread watcher_;
   std::unordered_map<std::string, uint64_t> sizes_;  // GUARDED_BY(mu_)
   std::map<std::string, Followed> followed_;         // GUARDED_BY(mu_): by mailbox id
+  std::map<std::string, Resolved> resolved_;         // GUARDED_BY(mu_): by name
+  uint64_t resolved_generation_ = 0;                 // GUARDED_BY(mu_)
   std::map<std::string, std::string> listing_;       // GUARDED_BY(mu_): name -> id
   bool have_listing_ = false;                        // GUARDED_BY(mu_)
   std::set<std::string> subscriptions_;              // GUARDED_BY(mu_)
@@ -466,6 +502,7 @@ void Store::PollListing(redis::Connection& connection) {
         ++it;
       }
     }
+    if (!have_listing_ || !found.empty()) ForgetResolvedLocked();
     listing_ = std::move(listing);
     have_listing_ = true;
     subscriptions_ = std::move(subscriptions);
@@ -998,6 +1035,10 @@ class RedisMailboxSet final : public MailboxSet {
   Result<std::shared_ptr<MailboxData>> GetMailbox(std::string_view name) override {
     auto normalized = NormalizeMailboxName(name);
     if (!normalized.ok()) return normalized.status();
+    uint64_t generation = 0;
+    if (auto resolved = store_->ResolvedMailbox(*normalized, &generation)) {
+      return Handle(*normalized, resolved->id, resolved->uid_validity);
+    }
     std::string key = EncodeName(*normalized);
     std::vector<Command> commands = {{"HGET", store_->mailboxes_key(), key},
                                      {"HGET", store_->uidv_key(), key}};
@@ -1028,9 +1069,9 @@ class RedisMailboxSet final : public MailboxSet {
                                  validity.is_nil() ? "missing" : std::string(validity.str())));
     }
     std::string mailbox_id(id.str());
-    store_->Follow(mailbox_id, *normalized);
-    return std::shared_ptr<MailboxData>(std::make_shared<RedisMailbox>(
-        store_, mailbox_id, *normalized, static_cast<uint32_t>(uid_validity)));
+    store_->RememberResolved(*normalized, {mailbox_id, static_cast<uint32_t>(uid_validity)},
+                             generation);
+    return Handle(*normalized, mailbox_id, static_cast<uint32_t>(uid_validity));
   }
 
   Result<std::string> AddMailbox(std::string_view name) override {
@@ -1063,6 +1104,7 @@ class RedisMailboxSet final : public MailboxSet {
     }
     auto it = listing->find(*normalized);
     if (it == listing->end()) return NoMailbox(fmt::format("no mailbox {}", *normalized));
+    store_->ForgetResolved();
     std::vector<std::string> keys = {store_->mailboxes_key(), store_->order_key(),
                                      store_->cleanup_mailboxes_key()};
     std::vector<std::string> args = {it->second.first, store_->ns(), store_->mailbox_prefix(),
@@ -1087,22 +1129,13 @@ class RedisMailboxSet final : public MailboxSet {
     if (!before.ok()) return before.status();
     auto after = NormalizeMailboxName(after_name);
     if (!after.ok()) return after.status();
-    if (IsSameOrBelow(*after, *before)) {
-      return Status::InvalidName(
-          fmt::format("cannot rename {} to itself or below: {}", *before, *after));
-    }
     auto listing = Listing();
     if (!listing.ok()) return listing.status();
-    std::vector<std::string> moving;
-    for (const auto& [name, entry] : *listing) {
-      if (IsInbox(*before) ? name == *before : IsSameOrBelow(name, *before)) moving.push_back(name);
-    }
-    if (moving.empty()) return NoMailbox(fmt::format("no mailbox {}", *before));
-    for (const auto& [name, entry] : *listing) {
-      if (IsSameOrBelow(name, *after) && !std::binary_search(moving.begin(), moving.end(), name)) {
-        return Status::Exists(fmt::format("rename target is taken: {}", name));
-      }
-    }
+    std::vector<std::string> existing;
+    for (const auto& [name, entry] : *listing) existing.push_back(name);
+    auto names = NamesToRename(existing, *before, *after);
+    if (!names.ok()) return names.status();
+    const std::vector<std::string>& moving = *names;
     auto members = store_->Run({"SMEMBERS", store_->subscribed_key()});
     if (!members.ok()) return members.status();
     std::vector<std::string> args = {std::to_string(moving.size())};
@@ -1130,6 +1163,7 @@ class RedisMailboxSet final : public MailboxSet {
     }
     args.push_back(std::to_string(subscription_pairs.size() / 2));
     args.insert(args.end(), subscription_pairs.begin(), subscription_pairs.end());
+    store_->ForgetResolved();
     std::vector<std::string> keys = {store_->mailboxes_key(), store_->uidv_key(),
                                      store_->order_key(), store_->max_order_key(),
                                      store_->subscribed_key()};
@@ -1169,6 +1203,7 @@ class RedisMailboxSet final : public MailboxSet {
 
   // Creates `name` with `id` (pymap's mailbox_add). kExists if taken.
   Status Add(const std::string& name, const std::string& id) {
+    store_->ForgetResolved();
     std::vector<std::string> keys = {store_->mailboxes_key(), store_->order_key(),
                                      store_->max_order_key(), store_->uidv_key()};
     std::vector<std::string> args = {EncodeName(name), id};
@@ -1185,6 +1220,12 @@ class RedisMailboxSet final : public MailboxSet {
   }
 
  private:
+  std::shared_ptr<MailboxData> Handle(const std::string& name, const std::string& id,
+                                      uint32_t uid_validity) {
+    store_->Follow(id, name);
+    return std::make_shared<RedisMailbox>(store_, id, name, uid_validity);
+  }
+
   // name -> (stored key, mailbox id), for every mailbox in `mailboxes`.
   using ListingMap = std::map<std::string, std::pair<std::string, std::string>>;
 
