@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <utility>
 
 #include "src/mailbox_name.h"
 
@@ -125,17 +126,38 @@ struct Driver::PendingFile {
   // was closed and appended; the next close appends the whole file again
   // and expunges the earlier version, so the store ends with one message.
   bool dirty = false;
-  uint32_t stored_uid = 0;  // the UID of the last append, while writers remain
+  uint32_t stored_uid = 0;      // the UID of the last append, while writers remain
+  bool sync_requested = false;  // fsync() before close: the append must be durable
+  bool sync_failed = false;     // ...and it could not be made so: close() says EIO
   State state = State::kOpen;
 };
 
 struct Driver::Node {
-  NodeKind kind;
+  // What only directories and files being written have, apart, so that a
+  // message's node (one per listed message, a million for a big mailbox)
+  // stays small.
+  struct Extras {
+    std::string mailbox_name;              // kDirectory: the mailbox's current name
+    std::shared_ptr<PendingFile> pending;  // kPending, or a message still open
+  };
+
+  Extras& extras() {
+    if (!extras_) extras_ = std::make_unique<Extras>();
+    return *extras_;
+  }
+  const std::string& mailbox_name() { return extras().mailbox_name; }
+  const std::shared_ptr<PendingFile>& pending() const {
+    static const std::shared_ptr<PendingFile> kNone;
+    return extras_ ? extras_->pending : kNone;
+  }
+
   uint64_t lookups = 0;
-  std::string mailbox_name;              // kDirectory: the mailbox's current name
-  uint32_t key = 0;                      // kMessage
-  uint32_t uid = 0;                      // kMessage
-  std::shared_ptr<PendingFile> pending;  // kPending
+  uint32_t key = 0;  // kMessage
+  uint32_t uid = 0;  // kMessage
+  NodeKind kind;
+
+ private:
+  std::unique_ptr<Extras> extras_;
 };
 
 struct Driver::MailboxRef {
@@ -156,18 +178,25 @@ struct Driver::FileHandle {
   pid_t opener = 0;
 };
 
+// A listing: ".", "..", the child mailboxes, the messages, then the
+// caller's files being written, numbered in that order by offset. Messages
+// are kept as 24-byte ListedMessages and named on the fly: a listing of a
+// million messages must not cost a string and a MessageInfo each.
 struct Driver::DirHandle {
-  struct Item {
+  struct Named {
     std::string name;
     NodeKind kind;
     Ino ino = 0;
-    MessageInfo info;       // kMessage
-    uint32_t key = 0;       // kMessage
     bool readonly = false;  // kDirectory
   };
   Ino ino = 0;
-  bool readonly = false;
-  std::vector<Item> items;
+  bool readonly = false;  // the mailbox's messages
+  uint32_t key = 0;       // the mailbox's identity, for message inodes
+  std::vector<Named> children;
+  std::vector<ListedMessage> messages;
+  std::vector<Named> pending;
+
+  size_t size() const { return 2 + children.size() + messages.size() + pending.size(); }
 };
 
 struct Driver::Resolved {
@@ -197,16 +226,13 @@ Driver::~Driver() = default;
 
 Driver::Node* Driver::FindNode(Ino ino) {
   auto it = nodes_.find(ino);
-  return it == nodes_.end() ? nullptr : it->second.get();
+  return it == nodes_.end() ? nullptr : &it->second;
 }
 
 Driver::Node& Driver::AddNode(Ino ino, NodeKind kind) {
-  auto& slot = nodes_[ino];
-  if (!slot) {
-    slot = std::make_unique<Node>();
-    slot->kind = kind;
-  }
-  return *slot;
+  auto [it, inserted] = nodes_.try_emplace(ino);
+  if (inserted) it->second.kind = kind;
+  return it->second;
 }
 
 Ino Driver::DirectoryIno(const std::string& mailbox_name) {
@@ -214,7 +240,7 @@ Ino Driver::DirectoryIno(const std::string& mailbox_name) {
   if (inserted) {
     it->second = next_ino_++;
     Node& node = AddNode(it->second, NodeKind::kDirectory);
-    node.mailbox_name = mailbox_name;
+    node.extras().mailbox_name = mailbox_name;
   }
   return it->second;
 }
@@ -259,7 +285,7 @@ void Driver::Forget(Ino ino, uint64_t count) {
   // numbered by identity and files being written by their table entry.
   if (node->kind == NodeKind::kMessage ||
       (node->kind == NodeKind::kPending &&
-       node->pending->state == PendingFile::State::kDiscarded)) {
+       node->pending()->state == PendingFile::State::kDiscarded)) {
     nodes_.erase(ino);
   }
 }
@@ -276,7 +302,7 @@ int Driver::DirectoryName(Ino ino, std::string* name) {
       name->clear();
       return 0;
     case NodeKind::kDirectory:
-      *name = node->mailbox_name;
+      *name = node->mailbox_name();
       return 0;
     default:
       return ENOTDIR;
@@ -406,7 +432,7 @@ void Driver::FillDirectoryAttr(Ino ino, bool readonly, struct stat* st) const {
   st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = mount_time_;
 }
 
-void Driver::FillMessageAttr(Ino ino, const MessageInfo& info, bool readonly,
+void Driver::FillMessageAttr(Ino ino, uint64_t size, UnixSeconds internal_date, bool readonly,
                              struct stat* st) const {
   *st = {};
   st->st_ino = ino;
@@ -414,10 +440,10 @@ void Driver::FillMessageAttr(Ino ino, const MessageInfo& info, bool readonly,
   st->st_nlink = 1;
   st->st_uid = owner_uid_;
   st->st_gid = owner_gid_;
-  st->st_size = static_cast<off_t>(info.size);
+  st->st_size = static_cast<off_t>(size);
   st->st_blksize = 4096;
-  st->st_blocks = static_cast<blkcnt_t>((info.size + 511) / 512);
-  st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = info.internal_date;
+  st->st_blocks = static_cast<blkcnt_t>((size + 511) / 512);
+  st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = internal_date;
 }
 
 int Driver::FillPendingAttr(const PendingFile& file, struct stat* st) const {
@@ -445,7 +471,7 @@ int Driver::EntryForMessage(uint32_t key, const std::shared_ptr<MailboxData>& da
     node.uid = info.uid;
   }
   ++node.lookups;
-  FillMessageAttr(out->ino, info, data->readonly(), &out->attr);
+  FillMessageAttr(out->ino, info.size, info.internal_date, data->readonly(), &out->attr);
   out->entry_timeout = options_.entry_timeout;
   out->attr_timeout = options_.attr_timeout;
   return 0;
@@ -491,8 +517,8 @@ int Driver::GetAttr(Ino ino, struct stat* out, double* timeout) {
     Node* node = FindNode(ino);
     if (node == nullptr) return ENOENT;
     kind = node->kind;
-    mailbox_name = node->mailbox_name;
-    pending = node->pending;
+    mailbox_name = node->mailbox_name();
+    pending = node->pending();
   }
   *timeout = options_.attr_timeout;
   switch (kind) {
@@ -516,7 +542,7 @@ int Driver::GetAttr(Ino ino, struct stat* out, double* timeout) {
       if (int err = MessageByNode(ino, &data, &uid)) return err;
       auto info = data->Get(uid);
       if (!info.ok()) return ErrnoOf(info.status());
-      FillMessageAttr(ino, *info, data->readonly(), out);
+      FillMessageAttr(ino, info->size, info->internal_date, data->readonly(), out);
       return 0;
     }
     case NodeKind::kPending: {
@@ -539,7 +565,7 @@ int Driver::SetAttr(Ino ino, const SetAttrRequest& request, struct stat* out, do
     if (node == nullptr) return ENOENT;
     // A message just appended from a file still open for writing keeps
     // its file: a date set now reaches the re-append at the last close.
-    pending = node->pending;
+    pending = node->pending();
     if (node->kind == NodeKind::kMessage && request.set_size) return EACCES;
   }
   if (pending) {
@@ -561,7 +587,7 @@ int Driver::SetAttr(Ino ino, const SetAttrRequest& request, struct stat* out, do
 // ---------------------------------------------------------------------------
 // Directories
 
-int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle) {
+int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle, bool* shared) {
   std::string name;
   if (int err = DirectoryName(ino, &name)) return err;
   auto dir = std::make_unique<DirHandle>();
@@ -582,17 +608,17 @@ int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle) {
 
   std::shared_ptr<MailboxData> data;
   uint32_t key = 0;
-  std::vector<MessageInfo> messages;
   int resolved = name.empty() ? ENOENT : ResolveMailbox(name, &data, &key);
   // ENOENT: a \Noselect parent, listed with its children only. Any other
   // failure must not pass for an empty mailbox: a backup or rsync --delete
   // would take the mail for gone.
   if (resolved != 0 && resolved != ENOENT) return resolved;
   if (resolved == 0) {
-    auto found = data->Find(1, UINT32_MAX);
-    if (!found.ok()) return ErrnoOf(found.status());
-    messages = std::move(*found);
+    auto listed = data->List();
+    if (!listed.ok()) return ErrnoOf(listed.status());
+    dir->messages = std::move(*listed);
     dir->readonly = data->readonly();
+    dir->key = key;
   }
 
   std::vector<bool> child_readonly;
@@ -609,20 +635,16 @@ int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle) {
   size_t child_index = 0;
   for (const auto& child : children) {
     std::string full = JoinMailboxName(name, child);
-    dir->items.push_back(
-        {child, NodeKind::kDirectory, DirectoryIno(full), {}, 0, child_readonly[child_index++]});
-  }
-  dir->items.reserve(dir->items.size() + messages.size());
-  for (auto& info : messages) {
-    Ino message_ino = MessageIno(key, info.uid);
-    dir->items.push_back(
-        {CanonicalName(info.uid), NodeKind::kMessage, message_ino, std::move(info), key, false});
+    dir->children.push_back(
+        {child, NodeKind::kDirectory, DirectoryIno(full), child_readonly[child_index++]});
   }
   // The caller's own files in progress and scratch files.
+  *shared = true;
   for (auto it = pending_.lower_bound(std::make_pair(ino, std::string()));
        it != pending_.end() && it->first.first == ino; ++it) {
+    *shared = false;
     if (it->second->creator == caller_process) {
-      dir->items.push_back({it->first.second, NodeKind::kPending, it->second->ino, {}, 0, false});
+      dir->pending.push_back({it->first.second, NodeKind::kPending, it->second->ino, false});
     }
   }
   *handle = reinterpret_cast<uint64_t>(dir.get());
@@ -632,10 +654,17 @@ int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle) {
 
 int Driver::ReadDir(Ino ino, uint64_t handle, uint64_t offset, bool plus, const DirFiller& add) {
   auto* dir = reinterpret_cast<DirHandle*>(handle);
-  const size_t total = dir->items.size() + 2;
+  const size_t total = dir->size();
+  const size_t first_message = 2 + dir->children.size();
+  const size_t first_pending = first_message + dir->messages.size();
+  std::string message_name;
+  // One lock for the whole reply: filling it is memory work only.
+  std::lock_guard lock(mu_);
   for (uint64_t index = offset; index < total; ++index) {
     EntryReply entry;
     std::string_view name;
+    NodeKind kind;
+    uint32_t uid = 0;
     if (index < 2) {
       name = index == 0 ? "." : "..";
       entry.attr.st_ino = ino;
@@ -643,44 +672,41 @@ int Driver::ReadDir(Ino ino, uint64_t handle, uint64_t offset, bool plus, const 
       if (!add(name, entry, index + 1)) break;
       continue;
     }
-    const DirHandle::Item& item = dir->items[index - 2];
-    name = item.name;
-    std::shared_ptr<PendingFile> pending;
-    {
-      std::lock_guard lock(mu_);
-      switch (item.kind) {
-        case NodeKind::kDirectory:
-          FillDirectoryAttr(item.ino, item.readonly, &entry.attr);
-          break;
-        case NodeKind::kMessage:
-          FillMessageAttr(item.ino, item.info, dir->readonly, &entry.attr);
-          break;
-        case NodeKind::kPending: {
-          Node* node = FindNode(item.ino);
-          if (node == nullptr || node->kind != NodeKind::kPending) continue;
-          pending = node->pending;
-          if (FillPendingAttr(*pending, &entry.attr) != 0) continue;
-          entry.attr.st_ino = item.ino;
-          break;
-        }
-        case NodeKind::kRoot:
-          continue;
-      }
+    if (index < first_message) {
+      const DirHandle::Named& child = dir->children[index - 2];
+      name = child.name;
+      kind = NodeKind::kDirectory;
+      entry.ino = child.ino;
+      FillDirectoryAttr(child.ino, child.readonly, &entry.attr);
+    } else if (index < first_pending) {
+      const ListedMessage& message = dir->messages[index - first_message];
+      message_name = CanonicalName(message.uid);
+      name = message_name;
+      kind = NodeKind::kMessage;
+      uid = message.uid;
+      entry.ino = MessageIno(dir->key, message.uid);
+      FillMessageAttr(entry.ino, message.size, message.internal_date, dir->readonly, &entry.attr);
+    } else {
+      const DirHandle::Named& file = dir->pending[index - first_pending];
+      name = file.name;
+      kind = NodeKind::kPending;
+      entry.ino = file.ino;
+      Node* node = FindNode(file.ino);
+      if (node == nullptr || node->kind != NodeKind::kPending) continue;
+      if (FillPendingAttr(*node->pending(), &entry.attr) != 0) continue;
+      entry.attr.st_ino = file.ino;
     }
-    if (plus) {
-      entry.ino = item.ino;
-      if (item.kind != NodeKind::kPending) {
-        entry.entry_timeout = options_.entry_timeout;
-        entry.attr_timeout = options_.attr_timeout;
-      }
+    if (plus && kind != NodeKind::kPending) {
+      entry.entry_timeout = options_.entry_timeout;
+      entry.attr_timeout = options_.attr_timeout;
     }
+    if (!plus) entry.ino = 0;
     if (!add(name, entry, index + 1)) break;
     if (plus) {
-      std::lock_guard lock(mu_);
-      Node& node = AddNode(item.ino, item.kind);
-      if (item.kind == NodeKind::kMessage && node.kind == NodeKind::kMessage) {
-        node.key = item.key;
-        node.uid = item.info.uid;
+      Node& node = AddNode(entry.ino, kind);
+      if (kind == NodeKind::kMessage && node.kind == NodeKind::kMessage) {
+        node.key = dir->key;
+        node.uid = uid;
       }
       ++node.lookups;
     }
@@ -832,7 +858,7 @@ int Driver::RenameMailbox(Ino parent, std::string_view name, Ino new_parent,
     Ino moved = directory_inos_[before];
     directory_inos_.erase(before);
     directory_inos_[after] = moved;
-    FindNode(moved)->mailbox_name = after;
+    FindNode(moved)->extras().mailbox_name = after;
     for (const auto& [dir_name, dir_ino] : directory_inos_) {
       if (IsSameOrBelow(dir_name, before) && ParentName(dir_name) == before) {
         queued_invalidations_.push_back(
@@ -851,7 +877,7 @@ int Driver::RenameMailbox(Ino parent, std::string_view name, Ino new_parent,
     }
   }
   for (auto& [new_dir_name, dir_ino] : moved) {
-    FindNode(dir_ino)->mailbox_name = new_dir_name;
+    FindNode(dir_ino)->extras().mailbox_name = new_dir_name;
     directory_inos_[new_dir_name] = dir_ino;
   }
   return 0;
@@ -1074,7 +1100,7 @@ int Driver::Create(Ino parent, std::string_view name, mode_t mode, int flags, pi
   if (pending_.count(key) != 0) return EEXIST;
   file->ino = next_ino_++;
   Node& node = AddNode(file->ino, NodeKind::kPending);
-  node.pending = file;
+  node.extras().pending = file;
   node.lookups = 1;
   pending_[key] = file;
   if (int err = FillPendingAttr(*file, &out->attr)) return err;
@@ -1091,12 +1117,13 @@ int Driver::Open(Ino ino, int flags, pid_t caller, uint64_t* handle, bool* keep_
     Node* node = FindNode(ino);
     if (node == nullptr) return ENOENT;
     if (node->kind == NodeKind::kRoot || node->kind == NodeKind::kDirectory) return EISDIR;
-    if (node->kind == NodeKind::kPending) pending = node->pending;
+    if (node->kind == NodeKind::kPending) pending = node->pending();
   }
   bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   if (!pending) {
     // Stored messages are immutable.
     if (writable) return EACCES;
+    if (options_.no_open) return ENOSYS;
     std::shared_ptr<MailboxData> data;
     uint32_t uid = 0;
     if (int err = MessageByNode(ino, &data, &uid)) return err;
@@ -1123,39 +1150,118 @@ int Driver::Open(Ino ino, int flags, pid_t caller, uint64_t* handle, bool* keep_
   return 0;
 }
 
-int Driver::Read(uint64_t handle, uint64_t offset, size_t size, std::string* buffer) {
-  auto* fh = reinterpret_cast<FileHandle*>(handle);
+int Driver::CachedReader(Ino ino, std::shared_ptr<const ContentReader>* reader) {
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = recent_readers_.begin(); it != recent_readers_.end(); ++it) {
+      if (it->first != ino) continue;
+      *reader = it->second;
+      std::rotate(it, it + 1, recent_readers_.end());
+      return 0;
+    }
+  }
+  std::shared_ptr<MailboxData> data;
+  uint32_t uid = 0;
+  if (int err = MessageByNode(ino, &data, &uid)) return err;
+  auto opened = data->Open(uid);
+  if (!opened.ok()) return ErrnoOf(opened.status());
+  *reader = *opened;
+  // Enough for the files a few readers (grep -r, cat, cp) have in flight.
+  // A Maildir reader holds a descriptor; one without (Redis) holds the
+  // bytes, which are limited too.
+  constexpr size_t kMaxCachedReaders = 16;
+  constexpr uint64_t kMaxCachedBytes = 64 << 20;
+  auto held_bytes = [](const std::shared_ptr<const ContentReader>& r) -> uint64_t {
+    return r->fd() >= 0 ? 0 : r->size();
+  };
+  std::lock_guard lock(mu_);
+  recent_readers_.emplace_back(ino, *reader);
+  uint64_t bytes = 0;
+  for (const auto& [cached_ino, cached] : recent_readers_) bytes += held_bytes(cached);
+  while (recent_readers_.size() > 1 &&
+         (recent_readers_.size() > kMaxCachedReaders || bytes > kMaxCachedBytes)) {
+    bytes -= held_bytes(recent_readers_.front().second);
+    recent_readers_.erase(recent_readers_.begin());
+  }
+  return 0;
+}
+
+int Driver::StoredReader(Ino ino, uint64_t handle, std::shared_ptr<const ContentReader>* reader) {
+  if (handle != 0) {
+    *reader = reinterpret_cast<FileHandle*>(handle)->reader;
+    return 0;
+  }
+  NodeKind kind;
+  std::shared_ptr<PendingFile> pending;
+  if (int err = NodeState(ino, &kind, &pending)) return err;
+  if (kind != NodeKind::kMessage) {
+    reader->reset();
+    return 0;
+  }
+  return CachedReader(ino, reader);
+}
+
+int Driver::Read(Ino ino, uint64_t handle, uint64_t offset, size_t size, std::string* buffer) {
+  std::shared_ptr<const ContentReader> reader;
+  std::shared_ptr<PendingFile> pending;
+  if (handle != 0) {
+    auto* fh = reinterpret_cast<FileHandle*>(handle);
+    reader = fh->reader;
+    pending = fh->pending;
+  } else {
+    NodeKind kind;
+    if (int err = NodeState(ino, &kind, &pending)) return err;
+    if (kind != NodeKind::kMessage && kind != NodeKind::kPending) return EISDIR;
+    if (kind == NodeKind::kMessage) {
+      pending.reset();
+      if (int err = CachedReader(ino, &reader)) return err;
+    }
+  }
   buffer->resize(size);
-  if (fh->reader) {
-    auto n = fh->reader->ReadAt(offset, std::span<char>(buffer->data(), size));
+  if (reader) {
+    auto n = reader->ReadAt(offset, std::span<char>(buffer->data(), size));
     if (!n.ok()) return ErrnoOf(n.status());
     buffer->resize(*n);
     return 0;
   }
   ssize_t n;
   do {
-    n = ::pread(fh->pending->fd, buffer->data(), size, static_cast<off_t>(offset));
+    n = ::pread(pending->fd, buffer->data(), size, static_cast<off_t>(offset));
   } while (n < 0 && errno == EINTR);
   if (n < 0) return errno;
   buffer->resize(static_cast<size_t>(n));
   return 0;
 }
 
-int Driver::Write(uint64_t handle, uint64_t offset, std::string_view data, size_t* written) {
-  auto* fh = reinterpret_cast<FileHandle*>(handle);
-  if (!fh->pending || !fh->writable) return EACCES;
-  {
+int Driver::Write(Ino ino, uint64_t handle, uint64_t offset, std::string_view data,
+                  size_t* written) {
+  std::shared_ptr<PendingFile> file;
+  if (handle != 0) {
+    auto* fh = reinterpret_cast<FileHandle*>(handle);
+    if (!fh->pending || !fh->writable) return EACCES;
+    file = fh->pending;
     std::lock_guard lock(mu_);
-    if (fh->pending->state == PendingFile::State::kDiscarded) return ENOENT;
+    if (file->state == PendingFile::State::kDiscarded) return ENOENT;
     if (fh->flushed) {  // a duplicate descriptor writes after another one closed
       fh->flushed = false;
-      ++fh->pending->unflushed_writers;
+      ++file->unflushed_writers;
     }
-    fh->pending->dirty = true;
+    file->dirty = true;
+  } else {
+    // Opened without asking us (no-open): such a descriptor is not counted
+    // among the writers, so its bytes are taken only while the creator's
+    // descriptor keeps the file open; its close appends them.
+    NodeKind kind;
+    if (int err = NodeState(ino, &kind, &file)) return err;
+    if (kind != NodeKind::kPending) return EACCES;
+    std::lock_guard lock(mu_);
+    if (file->state == PendingFile::State::kDiscarded) return ENOENT;
+    if (file->state != PendingFile::State::kOpen) return EACCES;
+    file->dirty = true;
   }
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::pwrite(fh->pending->fd, data.data() + done, data.size() - done,
+    ssize_t n = ::pwrite(file->fd, data.data() + done, data.size() - done,
                          static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -1173,6 +1279,7 @@ static bool IsEmpty(int fd) {
 }
 
 int Driver::Flush(uint64_t handle, pid_t caller) {
+  if (handle == 0) return 0;  // opened without asking us: nothing to append
   auto* fh = reinterpret_cast<FileHandle*>(handle);
   if (!fh->pending || !fh->writable) return 0;
   // A child's copy closing (at its exec or exit) is not the writer's close;
@@ -1195,8 +1302,12 @@ int Driver::Flush(uint64_t handle, pid_t caller) {
     file->state = PendingFile::State::kCommitting;
   }
   int err = Commit(file, 0, /*empty_is_error=*/false);
-  if (err != 0) AbandonCommit(file);
-  return err;
+  if (err != 0) {
+    AbandonCommit(file);
+    return err;
+  }
+  std::lock_guard lock(mu_);
+  return std::exchange(file->sync_failed, false) ? EIO : 0;
 }
 
 void Driver::AbandonCommit(const std::shared_ptr<PendingFile>& file) {
@@ -1210,11 +1321,18 @@ void Driver::AbandonCommit(const std::shared_ptr<PendingFile>& file) {
 }
 
 int Driver::Fsync(uint64_t handle) {
-  auto* fh = reinterpret_cast<FileHandle*>(handle);
-  // Stored messages are durable already; a file being written becomes
-  // durable as a whole when it is appended at close.
-  (void)fh;
-  return 0;
+  // A file being written becomes durable as a whole when it is appended
+  // at close; fsync() before that asks for that append to be durable even
+  // where the store was opened with relaxed durability.
+  if (handle != 0) {
+    auto* fh = reinterpret_cast<FileHandle*>(handle);
+    std::lock_guard lock(mu_);
+    if (fh->pending && fh->pending->state == PendingFile::State::kOpen) {
+      fh->pending->sync_requested = true;
+      return 0;
+    }
+  }
+  return ErrnoOf(store_->Sync());
 }
 
 void Driver::Release(uint64_t handle) {
@@ -1254,8 +1372,8 @@ void Driver::Release(uint64_t handle) {
     never_stored =
         file->state == PendingFile::State::kOpen || file->state == PendingFile::State::kCommitting;
     if (Node* node = FindNode(file->ino);
-        node != nullptr && node->kind == NodeKind::kMessage && node->pending == file) {
-      node->pending.reset();  // no descriptor left that could change it
+        node != nullptr && node->kind == NodeKind::kMessage && node->pending() == file) {
+      node->extras().pending.reset();  // no descriptor left that could change it
     }
   }
   if (never_stored) DiscardPending(file, /*invalidate_name=*/true);
@@ -1279,10 +1397,10 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
     mtime = file->mtime;
     Node* dir = FindNode(parent);
     if (dir == nullptr || dir->kind != NodeKind::kDirectory ||
-        directory_inos_.count(dir->mailbox_name) == 0) {
+        directory_inos_.count(dir->mailbox_name()) == 0) {
       return ENOENT;  // the mailbox was removed while the file was written
     }
-    dir_name = dir->mailbox_name;
+    dir_name = dir->mailbox_name();
   }
   struct stat st {};
   if (::fstat(file->fd, &st) != 0) return EIO;
@@ -1301,6 +1419,21 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
   if (data->readonly()) return EROFS;
   auto uid = data->Append(AppendMessage{content, flags, mtime}, false);
   if (!uid.ok()) return ErrnoOf(uid.status());
+  bool sync_requested;
+  bool sync_failed = false;
+  {
+    std::lock_guard lock(mu_);
+    sync_requested = file->sync_requested;
+  }
+  if (sync_requested) {
+    // The message is stored; only its durability is in doubt. close()
+    // reports that, as a failed fsync() would.
+    if (Status synced = store_->Sync(); !synced.ok()) {
+      spdlog::error("{}/{}: stored as UID {} but not made durable: {}", dir_name, name, *uid,
+                    synced.ToString());
+      sync_failed = true;
+    }
+  }
 
   uint32_t key;
   {
@@ -1328,6 +1461,10 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
       spdlog::warn("{}/{} stored as UID {}, but UID {} was not replaced: {}", dir_name, name, *uid,
                    replaced, strerror(err));
     }
+  }
+  if (sync_failed) {
+    std::lock_guard lock(mu_);
+    file->sync_failed = true;
   }
   return 0;
 }
@@ -1533,6 +1670,11 @@ int Driver::MailboxXattr(Ino ino, std::string_view name, std::string* value) {
 }
 
 int Driver::GetXattr(Ino ino, std::string_view name, std::string* value) {
+  // Mail has no security labels or ACLs. "Not supported" rather than "no
+  // such attribute" lets `ls -l` stop asking for security.selinux and
+  // system.posix_acl_access after the first file (it remembers the answer
+  // per device); otherwise each file costs it two round trips.
+  if (!name.starts_with("user.")) return EOPNOTSUPP;
   std::shared_ptr<PendingFile> pending;
   NodeKind kind;
   if (int err = NodeState(ino, &kind, &pending)) return err;
@@ -1606,7 +1748,7 @@ int Driver::NodeState(Ino ino, NodeKind* kind, std::shared_ptr<PendingFile>* pen
   Node* node = FindNode(ino);
   if (node == nullptr) return ENOENT;
   *kind = node->kind;
-  *pending = node->pending;
+  *pending = node->pending();
   return 0;
 }
 

@@ -50,6 +50,11 @@ struct DriverOptions {
   std::string spool_dir;  // must exist
   double entry_timeout = 60.0;
   double attr_timeout = 60.0;
+  // Answer a read-only open of a stored message "not implemented": the
+  // kernel then stops sending opens for the whole mount, so a warm read
+  // never reaches the daemon. Files opened after that arrive with handle
+  // 0 and are served by inode (see Read and Write).
+  bool no_open = true;
 };
 
 // What lookup-like operations answer: the inode and its attributes. Every
@@ -91,8 +96,11 @@ class Driver {
   int SetAttr(Ino ino, const SetAttrRequest& request, struct stat* out, double* timeout);
 
   // Directory listing: OpenDir takes a snapshot that ReadDir serves by
-  // offset, so a listing is consistent while entries change.
-  int OpenDir(Ino ino, pid_t caller, uint64_t* handle);
+  // offset, so a listing is consistent while entries change. `shared` is
+  // false when the listing depends on the caller (files being written are
+  // listed only for the process writing them), so the kernel must not keep
+  // it for other processes.
+  int OpenDir(Ino ino, pid_t caller, uint64_t* handle, bool* shared);
   // Calls `add` for entries from `offset` until it returns false (buffer
   // full). With `plus`, entries carry attributes and count a reference,
   // but only for those `add` accepted.
@@ -111,10 +119,17 @@ class Driver {
 
   int Create(Ino parent, std::string_view name, mode_t mode, int flags, pid_t caller,
              EntryReply* out, uint64_t* handle);
+  // ENOSYS for a read-only open of a stored message when options.no_open.
   int Open(Ino ino, int flags, pid_t caller, uint64_t* handle, bool* keep_cache);
-  // Reads into `buffer` (resized to what was read).
-  int Read(uint64_t handle, uint64_t offset, size_t size, std::string* buffer);
-  int Write(uint64_t handle, uint64_t offset, std::string_view data, size_t* written);
+  // Reads into `buffer` (resized to what was read). Handle 0: a descriptor
+  // the kernel opened without asking (no-open), served by inode.
+  int Read(Ino ino, uint64_t handle, uint64_t offset, size_t size, std::string* buffer);
+  // The reader of a stored message (handle, or inode for handle 0), or
+  // null for a file being written: lets the caller splice from its file.
+  int StoredReader(Ino ino, uint64_t handle, std::shared_ptr<const ContentReader>* reader);
+  // Handle 0: only a file still being written by its creator takes the
+  // bytes; a stored message refuses them with EACCES.
+  int Write(Ino ino, uint64_t handle, uint64_t offset, std::string_view data, size_t* written);
   // close(2) of one descriptor: when the last writer of a new file closes,
   // the file is appended and the append's result is returned.
   // `caller` is the closing thread (a forked child's close is not the
@@ -155,6 +170,9 @@ class Driver {
   Ino MessageIno(uint32_t key, uint32_t uid) const;
   uint64_t AdoptHandle(std::unique_ptr<FileHandle> handle);
   void CountLookup(Ino ino);
+  // A reader for a stored message read without a handle, from a small
+  // cache: the kernel reads a large message in many requests.
+  int CachedReader(Ino ino, std::shared_ptr<const ContentReader>* reader);
 
   // Resolution (take mu_ themselves, call the store without it).
   int DirectoryName(Ino ino, std::string* name);
@@ -165,7 +183,8 @@ class Driver {
 
   // Attributes.
   void FillDirectoryAttr(Ino ino, bool readonly, struct stat* st) const;
-  void FillMessageAttr(Ino ino, const MessageInfo& info, bool readonly, struct stat* st) const;
+  void FillMessageAttr(Ino ino, uint64_t size, UnixSeconds internal_date, bool readonly,
+                       struct stat* st) const;
   int FillPendingAttr(const PendingFile& file, struct stat* st) const;
   int EntryForMessage(uint32_t key, const std::shared_ptr<MailboxData>& data,
                       const MessageInfo& info, EntryReply* out);
@@ -206,7 +225,7 @@ class Driver {
 
   std::mutex mu_;
   // Every inode the kernel may know, and every directory ever shown.
-  std::unordered_map<Ino, std::unique_ptr<Node>> nodes_;
+  std::unordered_map<Ino, Node> nodes_;
   std::map<std::string, Ino> directory_inos_;  // mailbox name -> inode
   Ino next_ino_ = 2;
   // Mailbox identities seen by this mount; index + 1 is the key.
@@ -221,6 +240,8 @@ class Driver {
   // torn down with files open) are freed with the driver.
   std::unordered_map<FileHandle*, std::unique_ptr<FileHandle>> file_handles_;
   std::unordered_map<DirHandle*, std::unique_ptr<DirHandle>> dir_handles_;
+  // Readers of messages read without a handle, most recent last.
+  std::vector<std::pair<Ino, std::shared_ptr<const ContentReader>>> recent_readers_;
 };
 
 }  // namespace mailfs

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -59,6 +60,9 @@ void OpInit(void*, fuse_conn_info* conn) {
   // Writes must reach the driver as they happen, so close() can report the
   // append's result; no writeback cache.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Reads of Maildir files are spliced (see OpRead).
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -120,11 +124,18 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guarded(req, "opendir", [&] {
     uint64_t handle = 0;
-    if (int err = D(req).OpenDir(ino, fuse_req_ctx(req)->pid, &handle)) {
+    bool shared = false;
+    if (int err = D(req).OpenDir(ino, fuse_req_ctx(req)->pid, &handle, &shared)) {
       fuse_reply_err(req, err);
       return;
     }
     fi->fh = handle;
+    // The kernel keeps the listing across opendir until the notifier
+    // invalidates the directory (a change in the store) or a change made
+    // through this mount does: a warm `ls` costs one round trip. Not one
+    // that holds another process's files being written.
+    fi->cache_readdir = shared;
+    fi->keep_cache = shared;
     if (fuse_reply_open(req, fi) == -ENOENT) D(req).ReleaseDir(handle);  // interrupted
   });
 }
@@ -240,10 +251,27 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
-void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi) {
   Guarded(req, "read", [&] {
+    // A stored message that is a file (Maildir) goes from its page cache
+    // to the kernel by splice, without a copy through this process.
+    std::shared_ptr<const ContentReader> reader;
+    if (D(req).StoredReader(ino, fi->fh, &reader) == 0 && reader && reader->fd() >= 0) {
+      uint64_t total = reader->size();
+      uint64_t start = std::min<uint64_t>(static_cast<uint64_t>(offset), total);
+      fuse_bufvec data = FUSE_BUFVEC_INIT(std::min<uint64_t>(size, total - start));
+      data.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+      data.buf[0].fd = reader->fd();
+      data.buf[0].pos = static_cast<off_t>(start);
+      if (data.buf[0].size == 0) {
+        fuse_reply_buf(req, nullptr, 0);
+      } else {
+        fuse_reply_data(req, &data, FUSE_BUF_SPLICE_MOVE);  // answers errors itself
+      }
+      return;
+    }
     std::string buffer;
-    if (int err = D(req).Read(fi->fh, static_cast<uint64_t>(offset), size, &buffer)) {
+    if (int err = D(req).Read(ino, fi->fh, static_cast<uint64_t>(offset), size, &buffer)) {
       fuse_reply_err(req, err);
     } else {
       fuse_reply_buf(req, buffer.data(), buffer.size());
@@ -251,12 +279,12 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_inf
   });
 }
 
-void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t offset,
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset,
              fuse_file_info* fi) {
   Guarded(req, "write", [&] {
     size_t written = 0;
-    if (int err = D(req).Write(fi->fh, static_cast<uint64_t>(offset), std::string_view(data, size),
-                               &written)) {
+    if (int err = D(req).Write(ino, fi->fh, static_cast<uint64_t>(offset),
+                               std::string_view(data, size), &written)) {
       fuse_reply_err(req, err);
     } else {
       fuse_reply_write(req, written);

@@ -1,18 +1,18 @@
 #include "fuse/mount.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <pthread.h>
+#include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <csignal>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -65,7 +65,7 @@ class MountImpl final : public Mount {
   const std::string& mountpoint() const override { return mountpoint_; }
 
  private:
-  void RunNotifier();
+  void RunNotifier(uint64_t cursor);
   void AbortConnection();
   void Cleanup();
 
@@ -172,15 +172,17 @@ Result<std::unique_ptr<Mount>> MountImpl::Start(std::shared_ptr<MailboxSet> stor
     self->loop_result_ = result;
     self->loop_done_cv_.notify_all();
   });
-  self->notifier_thread_ = std::thread([self] { self->RunNotifier(); });
+  // The cursor is taken before Start returns, not when the thread gets to
+  // run: a change made right after mounting must not be skipped.
+  uint64_t cursor = self->store_->ChangeCursor();
+  self->notifier_thread_ = std::thread([self, cursor] { self->RunNotifier(cursor); });
   return std::unique_ptr<Mount>(std::move(mount));
 }
 
 // Sends the kernel the invalidations the change feed calls for. Runs on its
 // own thread: libfuse forbids sending them from inside a request handler,
 // and the driver's lock is not held while they are sent.
-void MountImpl::RunNotifier() {
-  uint64_t cursor = store_->ChangeCursor();
+void MountImpl::RunNotifier(uint64_t cursor) {
   while (!stop_notifier_.load()) {
     ChangeBatch batch = store_->WaitForChanges(&cursor, kNotifierPoll);
     if (stop_notifier_.load()) break;
@@ -258,6 +260,10 @@ void MountImpl::Cleanup() {
   if (loop_config_ != nullptr) fuse_loop_cfg_destroy(loop_config_);
   loop_config_ = nullptr;
   driver_.reset();
+  // A store with relaxed durability makes everything durable now.
+  if (Status synced = store_->Sync(); !synced.ok()) {
+    spdlog::error("{}: changes may not be durable: {}", mountpoint_, synced.ToString());
+  }
   if (own_spool_dir_) {
     std::error_code ec;
     std::filesystem::remove_all(spool_dir_, ec);

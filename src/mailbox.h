@@ -96,6 +96,19 @@ class MailboxData {
   virtual Result<MailboxSnapshot> Snapshot() = 0;
   // The messages with first_uid <= uid <= last_uid, in ascending UID order.
   virtual Result<std::vector<MessageInfo>> Find(uint32_t first_uid, uint32_t last_uid) = 0;
+  // Every message's UID, size and internal date, in ascending UID order:
+  // what a directory listing needs. This default goes through Find; a
+  // backend with an index overrides it to list a big mailbox without
+  // building a MessageInfo for each message.
+  virtual Result<std::vector<ListedMessage>> List() {
+    auto found = Find(1, UINT32_MAX);
+    if (!found.ok()) return found.status();
+    std::vector<ListedMessage> listed;
+    listed.reserve(found->size());
+    for (const MessageInfo& info : *found)
+      listed.push_back({info.uid, info.internal_date, info.size});
+    return listed;
+  }
 };
 
 class MailboxSet {
@@ -132,6 +145,11 @@ class MailboxSet {
   // mailbox `after` (keeping UIDs, UID validity and mailbox id) and leaves
   // a new, empty INBOX; INBOX's children stay where they are.
   virtual Status RenameMailbox(std::string_view before, std::string_view after) = 0;
+
+  // Makes durable every change reported successful so far. A store that
+  // stores durably before answering (the default) has nothing to do; one
+  // opened with relaxed durability does it here, on fsync() and at unmount.
+  virtual Status Sync() { return Status::Ok(); }
 
   // The change feed (what pymap's update_selected waits on). A cursor
   // starts at ChangeCursor(); WaitForChanges blocks until something

@@ -26,6 +26,16 @@ struct MessageInfo {
   friend bool operator==(const MessageInfo&, const MessageInfo&) = default;
 };
 
+// What a directory listing shows of a message: 24 bytes, where a
+// MessageInfo with its ids takes over a hundred.
+struct ListedMessage {
+  uint32_t uid = 0;
+  UnixSeconds internal_date = 0;
+  uint64_t size = 0;
+
+  friend bool operator==(const ListedMessage&, const ListedMessage&) = default;
+};
+
 // Random-access reader over a message's bytes. Implementations are safe for
 // concurrent ReadAt calls; the bytes never change for the reader's lifetime
 // (stored messages are immutable), even if the message is expunged meanwhile.

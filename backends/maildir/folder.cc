@@ -803,18 +803,26 @@ Result<MessageInfo> Folder::Get(uint32_t uid) {
   return Status::NotFound(ErrorScope::kMessage, fmt::format("{}: no UID {}", name_, uid));
 }
 
-Result<std::vector<MessageInfo>> Folder::Find(uint32_t first, uint32_t last,
-                                              std::unique_lock<std::mutex>& lock) {
-  if (Status s = Ensure(); !s.ok()) return s;
-  std::vector<MessageInfo> found;
-  if (first > last) return found;
+Status Folder::StatUnknown(uint32_t first, uint32_t last, std::unique_lock<std::mutex>& lock) {
   // stat() the files the index has no size and date for without holding
-  // the lock: a first listing of a big folder stats every file.
-  std::vector<std::pair<uint32_t, std::string>> unknown;
-  index_.ForRange(first, last, [&](Entry& e) {
-    if (!e.stat_known) unknown.emplace_back(e.uid, Path(e.in_new, e.name));
-  });
-  if (!unknown.empty()) {
+  // the lock (a first listing of a big folder stats every file), a chunk
+  // at a time, so that a million-message folder never holds a million
+  // paths at once.
+  constexpr size_t kChunk = 4096;
+  uint32_t from = first;
+  while (from <= last) {
+    std::vector<std::pair<uint32_t, std::string>> unknown;
+    bool more = false;
+    index_.ForRangeWhile(from, last, [&](Entry& e) {
+      if (e.stat_known) return true;
+      if (unknown.size() == kChunk) {
+        more = true;
+        return false;
+      }
+      unknown.emplace_back(e.uid, Path(e.in_new, e.name));
+      return true;
+    });
+    if (unknown.empty()) return Status::Ok();
     std::vector<std::pair<bool, struct stat>> stats(unknown.size());
     lock.unlock();
     for (size_t i = 0; i < unknown.size(); ++i) {
@@ -830,24 +838,48 @@ Result<std::vector<MessageInfo>> Folder::Find(uint32_t first, uint32_t last,
       entry->size = static_cast<uint64_t>(stats[i].second.st_size);
       entry->stat_known = true;
     }
+    if (!more || unknown.back().first == UINT32_MAX) break;
+    from = unknown.back().first + 1;
   }
+  return Status::Ok();
+}
+
+template <typename Item, typename Make>
+Result<std::vector<Item>> Folder::Collect(uint32_t first, uint32_t last,
+                                          std::unique_lock<std::mutex>& lock, Make make) {
+  if (Status s = Ensure(); !s.ok()) return s;
+  std::vector<Item> found;
+  if (first > last) return found;
+  if (Status s = StatUnknown(first, last, lock); !s.ok()) return s;
   bool missing = false;
-  index_.ForRange(first, last, [&](Entry& e) {
+  index_.ForRangeWhile(first, last, [&](Entry& e) {
     if (!e.stat_known && !FillStat(e)) {
       missing = true;
-      return;
+      return false;
     }
-    found.push_back(InfoOf(e));
+    found.push_back(make(e));
+    return true;
   });
   if (missing) {
     // A file went away under its known name: reread, then answer.
     if (Status s = Reload(); !s.ok()) return s;
     found.clear();
     index_.ForRange(first, last, [&](Entry& e) {
-      if (e.stat_known || FillStat(e)) found.push_back(InfoOf(e));
+      if (e.stat_known || FillStat(e)) found.push_back(make(e));
     });
   }
   return found;
+}
+
+Result<std::vector<MessageInfo>> Folder::Find(uint32_t first, uint32_t last,
+                                              std::unique_lock<std::mutex>& lock) {
+  return Collect<MessageInfo>(first, last, lock, [this](const Entry& e) { return InfoOf(e); });
+}
+
+Result<std::vector<ListedMessage>> Folder::List(std::unique_lock<std::mutex>& lock) {
+  return Collect<ListedMessage>(1, UINT32_MAX, lock, [](const Entry& e) {
+    return ListedMessage{e.uid, e.mtime, e.size};
+  });
 }
 
 Result<std::shared_ptr<const ContentReader>> Folder::Open(uint32_t uid) {

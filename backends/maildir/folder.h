@@ -112,6 +112,7 @@ class Folder {
   Result<MessageInfo> Get(uint32_t uid);
   Result<std::vector<MessageInfo>> Find(uint32_t first, uint32_t last,
                                         std::unique_lock<std::mutex>& lock);
+  Result<std::vector<ListedMessage>> List(std::unique_lock<std::mutex>& lock);
   Result<std::shared_ptr<const ContentReader>> Open(uint32_t uid);
   Result<FlagSet> Update(uint32_t uid, const FlagSet& flags, FlagOp op);
   Status Delete(std::span<const uint32_t> uids);
@@ -169,6 +170,12 @@ class Folder {
   void Post(const FolderChanges& changes);
   bool FillStat(Entry& entry);
   MessageInfo InfoOf(const Entry& entry) const;
+  // Size and date of the entries in [first, last] not known yet.
+  Status StatUnknown(uint32_t first, uint32_t last, std::unique_lock<std::mutex>& lock);
+  // make(entry) of every entry in [first, last], with its size and date.
+  template <typename Item, typename Make>
+  Result<std::vector<Item>> Collect(uint32_t first, uint32_t last,
+                                    std::unique_lock<std::mutex>& lock, Make make);
 
   const FolderContext& context_;
   std::string dir_;

@@ -171,6 +171,14 @@ class MessageIndex {
       if (it->alive) f(*it);
     }
   }
+  // The same, until `f` returns false.
+  template <typename F>
+  void ForRangeWhile(uint32_t first, uint32_t last, F&& f) {
+    auto it = LowerBound(first);
+    for (; it != entries_.end() && it->uid <= last; ++it) {
+      if (it->alive && !f(*it)) return;
+    }
+  }
 
  private:
   std::vector<Entry>::iterator LowerBound(uint32_t uid);

@@ -688,6 +688,10 @@ class MaildirMailbox final : public MailboxData {
     auto lock = Lock();
     return folder_->Find(first_uid, last_uid, lock);
   }
+  Result<std::vector<ListedMessage>> List() override {
+    auto lock = Lock();
+    return folder_->List(lock);
+  }
 
  private:
   std::unique_lock<std::mutex> Lock() const {

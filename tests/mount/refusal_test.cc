@@ -50,6 +50,17 @@ int OpenErrno(const std::string& path, int flags) {
   ::close(fd);
   return 0;
 }
+// Once a stored message has been read, the kernel no longer asks the
+// mount before opening a file (no-open): a write-open of a message then
+// succeeds and its first write (or truncation) is what is refused.
+int WriteErrnoAfterRead(const MountedStore& m, const std::string& path, int flags) {
+  if (!ReadFile(Msg(m, "INBOX", 1))) return -1;
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  int err = ::write(fd, "x", 1) < 0 ? errno : 0;
+  ::close(fd);
+  return err;
+}
 int Mkdir(const std::string& p) { return ErrnoOf(::mkdir(p.c_str(), 0755)); }
 int Rmdir(const std::string& p) { return ErrnoOf(::rmdir(p.c_str())); }
 int Rename(const std::string& a, const std::string& b) {
@@ -156,6 +167,17 @@ std::vector<Refusal> Refusals() {
       [](auto& m) { return OpenErrno(Msg(m, "INBOX", 0), O_WRONLY | O_APPEND); });
   add("OpenMessageTruncate", {EACCES},
       [](auto& m) { return OpenErrno(Msg(m, "INBOX", 0), O_WRONLY | O_TRUNC); });
+  add("WriteMessageOpenedWriteOnlyAfterRead", {EACCES},
+      [](auto& m) { return WriteErrnoAfterRead(m, Msg(m, "INBOX", 0), O_WRONLY); });
+  add("WriteMessageOpenedReadWriteAfterRead", {EACCES},
+      [](auto& m) { return WriteErrnoAfterRead(m, Msg(m, "INBOX", 0), O_RDWR); });
+  add("AppendToMessageAfterRead", {EACCES},
+      [](auto& m) { return WriteErrnoAfterRead(m, Msg(m, "INBOX", 0), O_WRONLY | O_APPEND); });
+  add("OpenMessageTruncateAfterRead", {EACCES},
+      [](auto& m) { return WriteErrnoAfterRead(m, Msg(m, "INBOX", 0), O_WRONLY | O_TRUNC); });
+  add("CreateOverMessageAfterRead", {EACCES}, [](auto& m) {
+    return WriteErrnoAfterRead(m, Msg(m, "INBOX", 0), O_WRONLY | O_CREAT | O_TRUNC);
+  });
   add("CreateOverMessage", {EACCES},  // what the shell's > does
       [](auto& m) { return OpenErrno(Msg(m, "INBOX", 0), O_WRONLY | O_CREAT | O_TRUNC); });
   add("TruncateMessage", {EACCES},

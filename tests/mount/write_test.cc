@@ -433,6 +433,42 @@ TEST_P(WriteTest, AReaderOfAFileBeingWrittenDoesNotStoreIt) {
   EXPECT_EQ(StoreBytes(store(), "Work", added[0]), message);
 }
 
+// Once a stored message has been read, the kernel opens files without asking
+// the mount (no-open: warm reads cost nothing). Files being written are
+// created, not opened, so they keep their handle: close() still returns the
+// append's result, and another descriptor can read what was written so far.
+TEST_P(WriteTest, CloseStillReportsTheAppendAfterReadsStopAskingTheMount) {
+  ASSERT_NO_FATAL_FAILURE(MountStore());
+  std::string stored = P("INBOX/" + Name(StoreUids(store(), "INBOX").front()));
+  ASSERT_TRUE(ReadFile(stored));
+  {
+    ScopedFd fd(::open(stored.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_GE(fd.get(), 0) << "the kernel still asks the mount before opening: "
+                           << ErrnoName(errno);
+    EXPECT_EQ(::write(fd.get(), "x", 1), -1);
+    EXPECT_EQ(ErrnoName(errno), ErrnoName(EACCES));
+  }
+
+  auto before = StoreUids(store(), "Work");
+  auto bad = WriteFile(P("Work/not-a-message.eml"), "no header here\n\nbody\n");
+  EXPECT_EQ(ErrnoName(bad.close_errno), ErrnoName(EINVAL)) << bad.Describe();
+  EXPECT_EQ(StoreUids(store(), "Work"), before);
+
+  std::string path = P("Work/after-read.eml");
+  ScopedFd writer(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  ASSERT_GE(writer.get(), 0) << ErrnoName(errno);
+  std::string message = TestMessage("after read", std::string(300000, 'y'));
+  ASSERT_EQ(::write(writer.get(), message.data(), message.size()),
+            static_cast<ssize_t>(message.size()));
+  EXPECT_EQ(ReadFile(path), message) << "a second descriptor reads the file being written";
+  EXPECT_EQ(StoreUids(store(), "Work"), before) << "stored before its writer closed";
+  ASSERT_SYSCALL_OK(writer.Close());
+  auto added = NewUids(before, StoreUids(store(), "Work"));
+  ASSERT_EQ(added.size(), 1u);
+  EXPECT_EQ(StoreBytes(store(), "Work", added[0]), message);
+  EXPECT_EQ(ReadFile(P("Work/" + Name(added[0]))), message);
+}
+
 TEST_P(WriteTest, ManyFilesInARowGetIncreasingUids) {
   ASSERT_NO_FATAL_FAILURE(MountStore());
   std::vector<std::string> written;
