@@ -1,15 +1,19 @@
 #include "backends/maildir/files.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 #include <thread>
+#include <vector>
 
 namespace mailfs::maildir {
 
@@ -172,6 +176,44 @@ Status SyncDirectory(const std::string& path) {
   return status;
 }
 
+namespace {
+
+Status SyncTargetNow(const SyncTarget& target) {
+  int fd = target.fd;
+  if (fd < 0) {
+    fd = open(target.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return ErrnoStatus(errno, "open", target.path);
+  }
+  Status status;
+  if ((target.data_only ? ::fdatasync(fd) : ::fsync(fd)) != 0) {
+    status = ErrnoStatus(errno, target.data_only ? "fdatasync" : "fsync", target.path);
+  }
+  if (target.fd < 0) close(fd);
+  return status;
+}
+
+}  // namespace
+
+Status SyncAll(std::span<const SyncTarget> targets) {
+  if (targets.empty()) return Status::Ok();
+  std::vector<Status> results(targets.size());
+  std::vector<std::thread> helpers;
+  helpers.reserve(targets.size() - 1);
+  for (size_t i = 0; i + 1 < targets.size(); ++i) {
+    try {
+      helpers.emplace_back([&results, &targets, i] { results[i] = SyncTargetNow(targets[i]); });
+    } catch (const std::system_error&) {
+      results[i] = SyncTargetNow(targets[i]);  // no thread to be had: one after the other
+    }
+  }
+  results.back() = SyncTargetNow(targets.back());
+  for (std::thread& helper : helpers) helper.join();
+  for (Status& result : results) {
+    if (!result.ok()) return result;
+  }
+  return Status::Ok();
+}
+
 const std::string& HostName() {
   static const std::string name = [] {
     char buffer[256] = {};
@@ -284,8 +326,89 @@ void Dotlock::Release() {
   lock_path_.clear();
 }
 
+namespace {
+
+// ".mailfs-lock.<host>.": how the private files a dotlock is linked from
+// begin, for this host.
+std::string LockFilePrefix() {
+  std::string host = HostName();
+  std::replace(host.begin(), host.end(), '/', '_');
+  return ".mailfs-lock." + host + ".";
+}
+
+}  // namespace
+
+void DotlockSource::SetDirectory(const std::string& dir) {
+  if (name_.empty()) {
+    static std::atomic<uint64_t> sources{0};
+    name_ = fmt::format("{}{}.{}", LockFilePrefix(), getpid(), ++sources);
+  }
+  std::string path = dir + "/" + name_;
+  if (path == path_) return;
+  Remove();
+  path_ = std::move(path);
+}
+
+void DotlockSource::Remove() {
+  if (!made_) return;
+  made_ = false;
+  // Only our own file: after a folder moved, the path may be the new
+  // folder's, and the file went along with the old one.
+  struct stat st {};
+  if (lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
+    unlink(path_.c_str());
+  }
+}
+
+size_t DotlockSource::RemoveDeadOnes(const std::string& dir) {
+  const std::string prefix = LockFilePrefix();
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return 0;
+  size_t removed = 0;
+  while (struct dirent* e = readdir(d)) {
+    std::string_view name = e->d_name;
+    if (!name.starts_with(prefix)) continue;
+    std::string_view rest = name.substr(prefix.size());
+    size_t dot = rest.find('.');
+    if (dot == std::string_view::npos || dot == 0 || dot > 9) continue;
+    pid_t pid = 0;
+    bool digits = true;
+    for (char c : rest.substr(0, dot)) {
+      digits = digits && c >= '0' && c <= '9';
+      pid = pid * 10 + (c - '0');
+    }
+    if (!digits || pid <= 0 || pid == getpid()) continue;
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to ask
+    if (unlinkat(dirfd(d), e->d_name, 0) == 0) ++removed;
+  }
+  closedir(d);
+  return removed;
+}
+
+Status DotlockSource::Make(std::string_view content) {
+  if (made_) return Status::Ok();
+  if (path_.empty()) return Status::InvalidArgument("dotlock source without a path");
+  // A new inode every time: whatever is at the path (this process's file
+  // from before a folder moved) may be linked as a lock right now.
+  unlink(path_.c_str());
+  int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return ErrnoStatus(errno, "lock", path_, ErrorScope::kMailbox);
+  Status status = WriteAll(fd, content, path_);
+  struct stat st {};
+  if (status.ok() && fstat(fd, &st) != 0) status = ErrnoStatus(errno, "stat", path_);
+  close(fd);
+  if (!status.ok()) {
+    unlink(path_.c_str());
+    return status;
+  }
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
+  made_ = true;
+  return Status::Ok();
+}
+
 Result<Dotlock> Dotlock::Acquire(const std::string& file, std::chrono::milliseconds timeout,
-                                 std::chrono::seconds stale_after) {
+                                 std::chrono::seconds stale_after, DotlockSource* source) {
   const std::string lock_path = file + ".lock";
   const std::string content = fmt::format("{}:{}", getpid(), HostName());
   const auto start = std::chrono::steady_clock::now();
@@ -296,33 +419,62 @@ Result<Dotlock> Dotlock::Acquire(const std::string& file, std::chrono::milliseco
   // first, which is then link()ed to the lock name (Dovecot's mode with
   // dotlock_use_excl=no). Creating the lock with O_EXCL and writing after
   // would leave an empty lock if mailfs were killed in between, and an
-  // empty lock holds Dovecot (and us) off for 120 s.
+  // empty lock holds Dovecot (and us) off for 120 s. The private file is
+  // the caller's `source` if it has one, else made for this call only.
   static std::atomic<uint64_t> counter{0};
-  const std::string temp_path =
-      fmt::format("{}/.mailfs-lock.{}.{}.{}", DirectoryOf(file), HostName(), getpid(), ++counter);
-  {
-    int fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) return ErrnoStatus(errno, "lock", temp_path, ErrorScope::kMailbox);
-    Status written = WriteAll(fd, content, temp_path);
-    close(fd);
-    if (!written.ok()) {
-      unlink(temp_path.c_str());
-      return written;
-    }
-  }
+  std::string temp_path;
   struct RemoveTemp {
     const std::string& path;
-    ~RemoveTemp() { unlink(path.c_str()); }
+    ~RemoveTemp() {
+      if (!path.empty()) unlink(path.c_str());
+    }
   } remove_temp{temp_path};
+  auto make_temp = [&]() -> Status {
+    std::string path =
+        fmt::format("{}/.mailfs-lock.{}.{}.{}", DirectoryOf(file), HostName(), getpid(), ++counter);
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) return ErrnoStatus(errno, "lock", path, ErrorScope::kMailbox);
+    temp_path = std::move(path);
+    Status written = WriteAll(fd, content, temp_path);
+    close(fd);
+    return written;
+  };
+  bool use_source = source != nullptr && source->Make(content).ok();
+  bool source_remade = false;
+  if (!use_source) {
+    if (Status s = make_temp(); !s.ok()) return s;
+  }
   for (;;) {
-    if (link(temp_path.c_str(), lock_path.c_str()) == 0) {
+    if (link((use_source ? source->path_ : temp_path).c_str(), lock_path.c_str()) == 0) {
       Dotlock lock;
-      struct stat st {};
-      if (lstat(lock_path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", lock_path);
       lock.lock_path_ = lock_path;
+      if (use_source) {
+        lock.dev_ = source->dev_;
+        lock.ino_ = source->ino_;
+        return lock;
+      }
+      struct stat st {};
+      if (lstat(lock_path.c_str(), &st) != 0) {
+        Status failed = ErrnoStatus(errno, "stat", lock_path);
+        unlink(lock_path.c_str());
+        lock.lock_path_.clear();
+        return failed;
+      }
       lock.dev_ = st.st_dev;
       lock.ino_ = st.st_ino;
       return lock;
+    }
+    if (use_source && (errno == ENOENT || errno == EXDEV)) {
+      // The source is gone (Dovecot removed it from tmp/, or the folder
+      // moved) or on another filesystem than the lock: make it again once,
+      // else do without it.
+      bool remake = errno == ENOENT && !source_remade;
+      source->Remove();
+      source_remade = true;
+      if (remake && source->Make(content).ok()) continue;
+      use_source = false;
+      if (Status s = make_temp(); !s.ok()) return s;
+      continue;
     }
     if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) {
       // No hard links on this filesystem: O_EXCL, as Dovecot's default.

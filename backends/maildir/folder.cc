@@ -139,8 +139,9 @@ Status Folder::Ensure() {
 }
 
 bool Folder::IsReadOnly() const {
-  return access(dir_.c_str(), W_OK) != 0 || access((dir_ + "/cur").c_str(), W_OK) != 0 ||
-         access((dir_ + "/new").c_str(), W_OK) != 0;
+  const std::string dir = UnlockedDir();
+  return access(dir.c_str(), W_OK) != 0 || access((dir + "/cur").c_str(), W_OK) != 0 ||
+         access((dir + "/new").c_str(), W_OK) != 0;
 }
 
 Status Folder::CheckWritable() const {
@@ -512,7 +513,18 @@ void Folder::ApplyFileEvents(const std::vector<std::pair<std::string, bool>>& na
 // --- Writing the uidlist -------------------------------------------------------------
 
 Result<Dotlock> Folder::LockUidlist(std::chrono::milliseconds timeout) {
-  return Dotlock::Acquire(UidlistPath(), timeout);
+  // The lock is link()ed from a file of ours in tmp/, kept from one lock
+  // to the next (see DotlockSource).
+  lock_source_.SetDirectory(dir_ + "/tmp");
+  auto lock = Dotlock::Acquire(UidlistPath(), timeout, std::chrono::seconds(120), &lock_source_);
+  if (lock.ok() && !lock_files_swept_) {
+    // Once per folder, what an earlier mailfs killed before it could
+    // clean up left: its source in tmp/, or a lock's temporary file.
+    lock_files_swept_ = true;
+    DotlockSource::RemoveDeadOnes(dir_ + "/tmp");
+    DotlockSource::RemoveDeadOnes(dir_);
+  }
+  return lock;
 }
 
 Status Folder::CreateUidlist(const std::string& dir, uint32_t uid_validity, const std::string& guid,
@@ -527,8 +539,20 @@ Status Folder::CreateUidlist(const std::string& dir, uint32_t uid_validity, cons
                      context.owner);
 }
 
-Status Folder::WriteRecords(const std::vector<UidlistRecord>& records) {
-  if (uidlist_needs_rewrite_ || uidlist_ino_ == 0) return RewriteUidlist(records);
+Status Folder::WriteRecords(const std::vector<UidlistRecord>& records,
+                            const std::vector<std::string>& synced_dirs) {
+  std::vector<SyncTarget> targets;
+  if (context_.fsync) {
+    for (const std::string& dir : synced_dirs) targets.push_back(SyncTarget{dir, false});
+  }
+  auto rewrite = [&] {
+    // ReplaceFile makes the new file durable; the directories follow. Should
+    // their sync fail, the new file keeps lines of files the caller moves
+    // back: lines without a file, which readers skip.
+    Status s = RewriteUidlist(records);
+    return s.ok() ? SyncAll(targets) : s;
+  };
+  if (uidlist_needs_rewrite_ || uidlist_ino_ == 0) return rewrite();
   auto lines = FormatUidlistAppendLines(records, next_uid_);
   if (!lines.ok()) return lines.status();
   std::string path = UidlistPath();
@@ -541,7 +565,7 @@ Status Folder::WriteRecords(const std::vector<UidlistRecord>& records) {
   } else if (st.st_ino != uidlist_ino_ || static_cast<uint64_t>(st.st_size) != uidlist_offset_) {
     // Changed since RefreshUidlist under our lock: someone ignores the lock.
     close(fd);
-    return RewriteUidlist(records);
+    return rewrite();
   }
   std::string_view rest = *lines;
   while (status.ok() && !rest.empty()) {
@@ -553,8 +577,11 @@ Status Folder::WriteRecords(const std::vector<UidlistRecord>& records) {
     }
     rest.remove_prefix(static_cast<size_t>(n));
   }
-  if (status.ok() && context_.fsync && fsync(fd) != 0) {
-    status = ErrnoStatus(errno, "fsync", path, ErrorScope::kMailbox);
+  if (status.ok() && context_.fsync) {
+    // fdatasync: the line and the file's size must survive, its times need
+    // not. Synced at once with the directories the new files went to.
+    targets.push_back(SyncTarget{path, true, fd});
+    status = SyncAll(targets);
   }
   if (!status.ok()) {
     // Take back a partial line so the file stays appendable.
@@ -927,16 +954,20 @@ Result<Folder::Staged> Folder::Stage(const std::string& dir, const AppendMessage
   VirtualSizeCounter counter;
   std::string head;
   Status status;
-  std::vector<char> buffer(256 * 1024);
   const ContentReader& content = *message.content;
+  // Sized to the message (up to 256 KiB) and not zeroed: most messages are
+  // a few KiB, and clearing 256 KiB for each cost more than copying it.
+  const size_t buffer_size =
+      static_cast<size_t>(std::clamp<uint64_t>(content.size(), 4096, 256 * 1024));
+  std::unique_ptr<char[]> buffer(new char[buffer_size]);
   for (uint64_t offset = 0; status.ok() && offset < content.size();) {
-    auto n = content.ReadAt(offset, buffer);
+    auto n = content.ReadAt(offset, std::span<char>(buffer.get(), buffer_size));
     if (!n.ok()) {
       status = n.status();
       break;
     }
     if (*n == 0) break;
-    std::string_view chunk(buffer.data(), *n);
+    std::string_view chunk(buffer.get(), *n);
     counter.Add(chunk);
     if (head.size() < kHeaderScanLimit)
       head.append(chunk.substr(0, kHeaderScanLimit - head.size()));
@@ -972,60 +1003,143 @@ Result<Folder::Staged> Folder::Stage(const std::string& dir, const AppendMessage
 }
 
 Result<uint32_t> Folder::Commit(const Staged& staged, const FlagSet& flags, bool recent) {
-  const std::string& tmp_path = staged.tmp_path;
-  Status status;
-  if (Status s = Ensure(); !s.ok()) return s;
-  if (Status s = CheckWritable(); !s.ok()) return s;
+  CommitRequest request;
+  request.staged = &staged;
+  request.flags = &flags;
+  request.recent = recent;
+  std::unique_lock queue_lock(queue_mu_);
+  queue_.push_back(&request);
+  while (!request.done) {
+    if (committing_) {
+      queue_cv_.wait(queue_lock);
+      continue;
+    }
+    // Nobody is committing: commit everything queued, this one included.
+    // The next group forms meanwhile, for whoever wakes first.
+    committing_ = true;
+    std::vector<CommitRequest*> group;
+    group.swap(queue_);
+    queue_lock.unlock();
+    struct Finish {
+      Folder* folder;
+      std::vector<CommitRequest*>& group;
+      std::unique_lock<std::mutex>& queue_lock;
+      ~Finish() {  // also if CommitGroup throws: never strand the queue
+        if (!queue_lock.owns_lock()) queue_lock.lock();
+        for (CommitRequest* r : group) r->done = true;
+        folder->committing_ = false;
+        folder->queue_cv_.notify_all();
+      }
+    } finish{this, group, queue_lock};
+    std::lock_guard lock(mu);
+    CommitGroup(group);
+  }
+  return std::move(request.result);
+}
+
+void Folder::CommitGroup(std::span<CommitRequest* const> group) {
+  auto fail_all = [&](const Status& status) {
+    for (CommitRequest* request : group) request->result = status;
+  };
+  if (Status s = Ensure(); !s.ok()) return fail_all(s);
+  if (Status s = CheckWritable(); !s.ok()) return fail_all(s);
   auto lock = LockUidlist(context_.lock_timeout);
-  if (!lock.ok()) return lock.status();
+  if (!lock.ok()) return fail_all(lock.status());
   FolderChanges changes;
-  status = RefreshUidlist(&changes);
+  Status refreshed = RefreshUidlist(&changes);
   Post(changes);
-  auto letters = status.ok() ? LettersFor(flags, 0) : Result<NameFlags>(status);
-  if (!letters.ok()) return letters.status();
-  std::string base = staged.tmp_base + fmt::format(",S={},W={}", staged.size, staged.vsize);
-  bool in_new = recent;
-  std::string name = base;
-  if (!(in_new && flags.empty())) {
-    auto flagged = WithFlags(base, *letters);
-    if (!flagged.ok()) return flagged.status();
-    name = *flagged;
-  }
-  std::string final_path = Path(in_new, name);
-  if (renameat2(AT_FDCWD, tmp_path.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) != 0) {
-    return ErrnoStatus(errno, "rename", tmp_path, ErrorScope::kMailbox);
-  }
-  if (context_.fsync) status = SyncDirectory(dir_ + (in_new ? "/new" : "/cur"));
+  if (!refreshed.ok()) return fail_all(refreshed);
+
+  // Move each file in under the next UID. One that cannot be moved in
+  // fails alone, before anything is shared.
+  struct Placed {
+    CommitRequest* request;
+    std::string final_path;
+    std::string name;
+    bool in_new;
+    NameFlags letters;
+    MessageIds ids;
+    UidlistRecord record;
+  };
+  std::vector<Placed> placed;
   uint32_t uid = next_uid_;
-  Entry entry;
-  entry.uid = uid;
-  MessageIds ids;
-  ids.email = RandomObjectBytes();
-  ids.thread = staged.thread;
-  ids.has_email = ids.has_thread = true;
-  entry.ids = ids;
-  UidlistRecord record;
-  record.uid = uid;
-  record.ext = FieldsForIds(ids.email, ids.thread);
-  record.name = base;
-  if (status.ok()) status = WriteRecords({record});
-  if (!status.ok()) {
-    // Nothing may stay stored when the append reports failure.
-    if (rename(final_path.c_str(), tmp_path.c_str()) != 0) unlink(final_path.c_str());
-    return status;
+  bool to_new = false, to_cur = false;
+  for (CommitRequest* request : group) {
+    const Staged& staged = *request->staged;
+    if (uid > kMaxUid) {
+      request->result = Status::Error(ErrorCode::kNoSpace, ErrorScope::kMailbox,
+                                      fmt::format("{}: out of UIDs", dir_));
+      continue;
+    }
+    auto letters = LettersFor(*request->flags, 0);
+    if (!letters.ok()) {
+      request->result = letters.status();
+      continue;
+    }
+    std::string base = staged.tmp_base + fmt::format(",S={},W={}", staged.size, staged.vsize);
+    bool in_new = request->recent;
+    std::string name = base;
+    if (!(in_new && request->flags->empty())) {
+      auto flagged = WithFlags(base, *letters);
+      if (!flagged.ok()) {
+        request->result = flagged.status();
+        continue;
+      }
+      name = *flagged;
+    }
+    std::string final_path = Path(in_new, name);
+    if (renameat2(AT_FDCWD, staged.tmp_path.c_str(), AT_FDCWD, final_path.c_str(),
+                  RENAME_NOREPLACE) != 0) {
+      request->result = ErrnoStatus(errno, "rename", staged.tmp_path, ErrorScope::kMailbox);
+      continue;
+    }
+    (in_new ? to_new : to_cur) = true;
+    MessageIds ids;
+    ids.email = RandomObjectBytes();
+    ids.thread = staged.thread;
+    ids.has_email = ids.has_thread = true;
+    UidlistRecord record;
+    record.uid = uid++;
+    record.ext = FieldsForIds(ids.email, ids.thread);
+    record.name = std::move(base);
+    placed.push_back(Placed{request, std::move(final_path), std::move(name), in_new, *letters, ids,
+                            std::move(record)});
   }
-  entry.system = letters->system;
-  entry.letters = letters->keywords;
-  entry.in_new = in_new;
-  entry.mtime = staged.mtime;
-  entry.size = staged.size;
-  entry.stat_known = true;
-  entry.name = std::move(name);
-  index_.Add(std::move(entry));
-  changes = FolderChanges();
-  changes.added.push_back(uid);
-  Post(changes);
-  return uid;
+  if (placed.empty()) return;
+
+  // One uidlist write and one sync for the whole group.
+  std::vector<UidlistRecord> records;
+  records.reserve(placed.size());
+  for (const Placed& p : placed) records.push_back(p.record);
+  std::vector<std::string> dirs;
+  if (to_new) dirs.push_back(dir_ + "/new");
+  if (to_cur) dirs.push_back(dir_ + "/cur");
+  if (Status status = WriteRecords(records, dirs); !status.ok()) {
+    // Nothing may stay stored when the append reports failure.
+    for (Placed& p : placed) {
+      const std::string& tmp_path = p.request->staged->tmp_path;
+      if (rename(p.final_path.c_str(), tmp_path.c_str()) != 0) unlink(p.final_path.c_str());
+      p.request->result = status;
+    }
+    return;
+  }
+  FolderChanges added;
+  for (Placed& p : placed) {
+    Entry entry;
+    entry.uid = p.record.uid;
+    entry.ids = p.ids;
+    entry.system = p.letters.system;
+    entry.letters = p.letters.keywords;
+    entry.in_new = p.in_new;
+    entry.mtime = p.request->staged->mtime;
+    entry.size = p.request->staged->size;
+    entry.stat_known = true;
+    entry.name = std::move(p.name);
+    index_.Add(std::move(entry));
+    added.added.push_back(p.record.uid);
+    p.request->result = p.record.uid;
+  }
+  Post(added);
 }
 
 Result<FlagSet> Folder::Update(uint32_t uid, const FlagSet& flags, FlagOp op) {
@@ -1248,14 +1362,12 @@ Result<uint32_t> Folder::Receive(const Source& source, bool move, bool recent) {
     }
     return ErrnoStatus(errno, move ? "rename" : "link", source.path, ErrorScope::kMessage);
   }
-  Status status;
-  if (context_.fsync) status = SyncDirectory(dir_ + (in_new ? "/new" : "/cur"));
   uint32_t uid = next_uid_;
   UidlistRecord record;
   record.uid = uid;
   record.ext = FieldsForIds(source.ids.email, source.ids.thread);
   record.name = base;
-  if (status.ok()) status = WriteRecords({record});
+  Status status = WriteRecords({record}, {dir_ + (in_new ? "/new" : "/cur")});
   if (!status.ok()) {
     // Undo: the message must be where it was, and only there.
     if (move) {

@@ -13,11 +13,13 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -56,12 +58,20 @@ class Folder {
 
   const std::string& guid() const { return guid_; }
   const std::string& dir() const { return dir_; }
+  // The same without mu (for staging a new message while others commit).
+  std::string UnlockedDir() const {
+    std::lock_guard lock(dir_mu_);
+    return dir_;
+  }
   const std::string& name() const { return name_; }
   // A rename moved the folder (the store calls this with mu held).
   // Reread at the new place before the next use: events seen while the
   // directories moved may have been applied to the old path.
   void Relocate(std::string dir, std::string name) {
-    dir_ = std::move(dir);
+    {
+      std::lock_guard lock(dir_mu_);
+      dir_ = std::move(dir);
+    }
     name_ = std::move(name);
     stale_ = true;
   }
@@ -69,7 +79,8 @@ class Folder {
   void MarkDeleted() { deleted_ = true; }
   uint32_t uid_validity() const { return uid_validity_; }
   // Whether the folder's directories can be written now (permissions, an
-  // immutable attribute, a read-only mount); asked live, not cached.
+  // immutable attribute, a read-only mount); asked live, not cached. Does
+  // not need mu.
   bool IsReadOnly() const;
   bool loaded() const { return loaded_; }
   bool has_pending() const { return !pending_.empty(); }
@@ -93,9 +104,8 @@ class Folder {
 
   // Append in two steps, so that writing the bytes holds no lock: Stage
   // (no lock needed) writes and fsyncs the file in `dir`/tmp/; Commit
-  // (REQUIRES mu) gives it the next UID and moves it into new/ or cur/.
-  // On a failed Commit the staged file is still in tmp/: the caller
-  // removes it.
+  // gives it the next UID and moves it into new/ or cur/. On a failed
+  // Commit the staged file is still in tmp/: the caller removes it.
   struct Staged {
     std::string tmp_path;
     std::string tmp_base;  // the base name without S= and W=
@@ -106,6 +116,15 @@ class Folder {
   };
   static Result<Staged> Stage(const std::string& dir, const AppendMessage& message,
                               const FolderContext& context);
+  // Commit takes mu itself and must be called WITHOUT it. It commits
+  // appends in groups: while one thread commits, others queue, and the next
+  // to commit takes every queued append at once, under one uidlist lock,
+  // with one uidlist write and one sync of the uidlist and the directories
+  // for all (made durable together, see SyncAll), instead of a lock and
+  // three syncs each. UIDs follow the queue's order. Each append gets its
+  // own result: one that fails alone (flags it cannot store, its staged file
+  // gone) leaves the others alone; a failure of the shared steps (the lock,
+  // the uidlist write, a sync) fails the whole group, leaving none stored.
   Result<uint32_t> Commit(const Staged& staged, const FlagSet& flags, bool recent);
 
   // The operations of MailboxData; see src/mailbox.h.
@@ -157,7 +176,13 @@ class Folder {
   // Takes a file name found in cur/ or new/ into the index (or pending).
   // Appends lines for new records, or rewrites the file when it must be.
   // REQUIRES the uidlist dotlock.
-  Status WriteRecords(const std::vector<UidlistRecord>& records);
+  // With fsync on, the new lines are durable on success, and so are
+  // `synced_dirs` (where the new files were renamed to), synced together
+  // with the uidlist. On failure appended lines are taken back; a file
+  // rewritten before a directory's sync failed keeps them (lines without
+  // a file once the caller moves its files back, which readers skip).
+  Status WriteRecords(const std::vector<UidlistRecord>& records,
+                      const std::vector<std::string>& synced_dirs = {});
   Status RewriteUidlist(const std::vector<UidlistRecord>& added);
   // Letters for `flags` in this folder, assigning new keyword letters
   // (and rewriting dovecot-keywords) as needed. REQUIRES the dotlock when
@@ -165,6 +190,17 @@ class Folder {
   Result<NameFlags> LettersFor(const FlagSet& flags, uint32_t keep_unknown_letters);
   bool NeedsNewKeywordLetters(const FlagSet& flags) const;
   Result<Dotlock> LockUidlist(std::chrono::milliseconds timeout);
+  // One append waiting in the commit queue; lives on its caller's stack.
+  struct CommitRequest {
+    const Staged* staged = nullptr;
+    const FlagSet* flags = nullptr;
+    bool recent = false;
+    Result<uint32_t> result = Status::Io("not committed");
+    bool done = false;  // GUARDED_BY(queue_mu_)
+  };
+  // Commits a group taken from the queue: sets every request's result.
+  // REQUIRES mu.
+  void CommitGroup(std::span<CommitRequest* const> group);
   // A name for a new file: Dovecot's "<secs>.M<usecs>P<pid>.<host>,S=,W=".
   std::string NewBaseName(uint64_t size, uint64_t vsize);
   void Post(const FolderChanges& changes);
@@ -178,6 +214,18 @@ class Folder {
                                     std::unique_lock<std::mutex>& lock, Make make);
 
   const FolderContext& context_;
+  // The commit queue (see Commit). Lock order: queue_mu_ is never held
+  // while taking mu; a committer takes its group, lets go of queue_mu_,
+  // then takes mu.
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::vector<CommitRequest*> queue_;  // GUARDED_BY(queue_mu_)
+  bool committing_ = false;            // GUARDED_BY(queue_mu_)
+  // What the uidlist's dotlock is link()ed from: a file of ours in tmp/.
+  DotlockSource lock_source_;
+  bool lock_files_swept_ = false;  // RemoveDeadOnes ran for this folder
+  // Written with mu and dir_mu_ held, so read with either (UnlockedDir).
+  mutable std::mutex dir_mu_;
   std::string dir_;
   std::string name_;
   const std::string guid_;

@@ -165,8 +165,12 @@ class Store : public std::enable_shared_from_this<Store> {
     context_.fsync = options_.fsync;
     context_.lock_timeout = options_.lock_timeout;
     context_.changes = &changes_;
+    root_fd_ = open(options_.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   }
-  ~Store() { StopWatcher(); }
+  ~Store() {
+    StopWatcher();
+    if (root_fd_ >= 0) close(root_fd_);
+  }
 
   const MaildirOptions& options() const { return options_; }
   ChangeLog& changes() { return changes_; }
@@ -312,6 +316,38 @@ class Store : public std::enable_shared_from_this<Store> {
   }
 
   const maildir::FolderContext& context() const { return context_; }
+
+  // syncfs() of the filesystem of the root, and of any other that a
+  // folder in use lives on (a mount point inside the store). The root's
+  // descriptor is open from the start: syncfs reports a writeback error
+  // only to descriptors open when it happened (and once to each), so one
+  // opened now would miss the errors of messages written earlier.
+  Status Sync() {
+    if (root_fd_ < 0) return ErrnoStatus(EBADF, "open", options_.root);
+    Status status;
+    struct stat root_stat {};
+    if (fstat(root_fd_, &root_stat) != 0) return ErrnoStatus(errno, "stat", options_.root);
+    if (syncfs(root_fd_) != 0) status = ErrnoStatus(errno, "syncfs", options_.root);
+    std::vector<std::shared_ptr<Folder>> folders;
+    {
+      std::lock_guard lock(mu);
+      folders = LoadedFolders();
+    }
+    std::set<dev_t> synced{root_stat.st_dev};
+    for (const auto& folder : folders) {
+      // Not under the folder's lock, which a group commit may hold.
+      const std::string dir = folder->UnlockedDir();
+      int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0) continue;  // gone meanwhile: nothing of it to sync
+      struct stat st {};
+      if (fstat(fd, &st) == 0 && synced.insert(st.st_dev).second && syncfs(fd) != 0 &&
+          status.ok()) {
+        status = ErrnoStatus(errno, "syncfs", dir);
+      }
+      close(fd);
+    }
+    return status;
+  }
 
   // After a rename or delete by this store. REQUIRES(mu)
   void ForgetNames() { by_name_.clear(); }
@@ -578,6 +614,7 @@ class Store : public std::enable_shared_from_this<Store> {
   const MaildirOptions options_;
   maildir::FolderContext context_;
   ChangeLog changes_;
+  int root_fd_ = -1;  // for Sync
 
   Listing listing_;               // GUARDED_BY(mu)
   bool listing_valid_ = false;    // GUARDED_BY(mu)
@@ -618,24 +655,20 @@ class MaildirMailbox final : public MailboxData {
   bool accepts_keywords() const override { return true; }
 
   Result<uint32_t> Append(const AppendMessage& message, bool recent) override {
-    std::string dir;
-    {
+    store_->Prepare(folder_.get());
+    // The bytes are written and fsynced without the folder's lock (only its
+    // directory is needed), so appends to one mailbox stage while another
+    // commits, and readers are not held up; Commit then takes the lock,
+    // together with whatever other appends are waiting for it (group
+    // commit). A deleted folder fails here (no tmp/) or in Commit.
+    if (folder_->IsReadOnly()) {
       auto lock = Lock();
-      if (Status s = folder_->Ensure(); !s.ok()) return s;
-      if (folder_->IsReadOnly()) {
-        return Status::ReadOnly(fmt::format("{} is read-only", folder_->name()));
-      }
-      dir = folder_->dir();
+      if (Status s = folder_->Ensure(); !s.ok()) return s;  // deleted, rather
+      return Status::ReadOnly(fmt::format("{} is read-only", folder_->name()));
     }
-    // The bytes are written and fsynced without the folder's lock, so
-    // appends to one mailbox overlap and readers are not held up.
-    auto staged = Folder::Stage(dir, message, store_->context());
+    auto staged = Folder::Stage(folder_->UnlockedDir(), message, store_->context());
     if (!staged.ok()) return staged.status();
-    Result<uint32_t> uid = Status::Io("unset");
-    {
-      auto lock = Lock();
-      uid = folder_->Commit(*staged, message.flags, recent);
-    }
+    Result<uint32_t> uid = folder_->Commit(*staged, message.flags, recent);
     if (!uid.ok()) unlink(staged->tmp_path.c_str());
     return uid;
   }
@@ -954,6 +987,13 @@ class MaildirMailboxSet final : public MailboxSet {
   }
 
   void StopWaiting() override { store_->changes().Stop(); }
+
+  // With fsync=no, appends, flag changes and the rest reach the disk when
+  // the kernel writes them back; this makes everything done so far durable
+  // (the driver calls it on fsync() and at unmount). With fsync=yes,
+  // appends, copies, moves and expunges are durable already, flag changes
+  // (renames) are not, so it is still worth calling.
+  Status Sync() override { return store_->Sync(); }
 
  private:
   Layout layout() const { return store_->options().layout; }

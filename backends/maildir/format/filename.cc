@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cassert>
+#include <cstring>
 #include <limits>
 
 #include "backends/maildir/format/mutf7.h"
@@ -269,10 +270,19 @@ uint64_t VirtualSize(std::string_view bytes) {
 }
 
 void VirtualSizeCounter::Add(std::string_view chunk) {
-  for (char c : chunk) {
-    if (c == '\n' && !last_was_cr_) ++vsize_;
-    last_was_cr_ = c == '\r';
+  if (chunk.empty()) return;
+  // memchr from one LF to the next: a byte loop was the costliest part
+  // of writing a message to tmp/.
+  const char* begin = chunk.data();
+  const char* end = begin + chunk.size();
+  for (const char* p = begin;;) {
+    const auto* lf = static_cast<const char*>(memchr(p, '\n', static_cast<size_t>(end - p)));
+    if (lf == nullptr) break;
+    bool after_cr = lf == begin ? last_was_cr_ : lf[-1] == '\r';
+    if (!after_cr) ++vsize_;
+    p = lf + 1;
   }
+  last_was_cr_ = end[-1] == '\r';
   size_ += chunk.size();
   vsize_ += chunk.size();
 }
