@@ -2,16 +2,25 @@
 
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <iterator>
 
 namespace mailfs::redis {
 namespace {
+
+// Arguments up to this size are copied next to the protocol's framing;
+// longer ones (a message's bytes) are written from where they are.
+constexpr size_t kCopiedArgument = 4096;
 
 struct timeval ToTimeval(std::chrono::milliseconds ms) {
   struct timeval tv {};
@@ -173,6 +182,10 @@ bool Reply::ToInteger(long long* out) const {
   return error == std::errc() && end == text.data() + text.size() && !text.empty();
 }
 
+std::vector<std::string_view> Views(std::span<const std::string> strings) {
+  return std::vector<std::string_view>(strings.begin(), strings.end());
+}
+
 Script Script::Make(std::string name, std::string source) {
   std::string sha1 = Sha1Hex(source);
   return Script{std::move(name), std::move(source), std::move(sha1)};
@@ -253,28 +266,80 @@ Result<Reply> Connection::Run(const Command& command) {
   return std::move((*replies)[0]);
 }
 
-Result<std::vector<Reply>> Connection::Pipeline(std::span<const Command> commands) {
-  if (broken_) return Unavailable(fmt::format("redis at {}: connection lost", where_));
-  std::vector<const char*> argv;
-  std::vector<size_t> lengths;
-  for (const Command& command : commands) {
-    argv.clear();
-    lengths.clear();
-    for (const std::string& arg : command) {
-      argv.push_back(arg.data());
-      lengths.push_back(arg.size());
-    }
-    if (redisAppendCommandArgv(context_, static_cast<int>(argv.size()), argv.data(),
-                               lengths.data()) != REDIS_OK) {
-      return Failure("sending a command");
+Status Connection::Send(std::span<const CommandView> commands) {
+  // hiredis's output buffer is only used by commands queued through it,
+  // and nothing here does: it is empty, so what is written here goes out
+  // in order and redisGetReply has nothing of its own to send first.
+  if (sdslen(context_->obuf) != 0) {
+    broken_ = true;
+    return Unavailable(fmt::format("redis at {}: unsent output left over", where_));
+  }
+  // The framing and the short arguments are copied into `framing`; a long
+  // argument (a message's bytes) is written from where it is. A piece is
+  // a range of `framing` (data == nullptr) or a long argument.
+  struct Piece {
+    const char* data;
+    size_t offset_or_size;
+    size_t size;
+  };
+  std::string framing;
+  std::vector<Piece> pieces;
+  size_t framed = 0;  // start of the part of `framing` not yet in a piece
+  for (CommandView command : commands) {
+    fmt::format_to(std::back_inserter(framing), "*{}\r\n", command.size());
+    for (std::string_view arg : command) {
+      fmt::format_to(std::back_inserter(framing), "${}\r\n", arg.size());
+      if (arg.size() <= kCopiedArgument) {
+        framing += arg;
+      } else {
+        pieces.push_back({nullptr, framed, framing.size() - framed});
+        pieces.push_back({arg.data(), 0, arg.size()});
+        framed = framing.size();
+      }
+      framing += "\r\n";
     }
   }
+  pieces.push_back({nullptr, framed, framing.size() - framed});
+  std::vector<struct iovec> iov;
+  iov.reserve(pieces.size());
+  for (const Piece& piece : pieces) {
+    if (piece.size == 0) continue;
+    const char* data = piece.data != nullptr ? piece.data : framing.data() + piece.offset_or_size;
+    iov.push_back({const_cast<char*>(data), piece.size});
+  }
+  // sendmsg until all is written: it may write less (a full socket buffer),
+  // and takes at most IOV_MAX pieces at a time.
+  size_t first = 0;
+  while (first < iov.size()) {
+    struct msghdr message {};
+    message.msg_iov = iov.data() + first;
+    message.msg_iovlen = std::min<size_t>(iov.size() - first, IOV_MAX);
+    ssize_t sent = ::sendmsg(context_->fd, &message, MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      broken_ = true;
+      // SO_SNDTIMEO (the command timeout) ran out: EAGAIN.
+      std::string cause =
+          errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : std::strerror(errno);
+      return Unavailable(fmt::format("redis at {}: sending a command: {}", where_, cause));
+    }
+    auto left = static_cast<size_t>(sent);
+    while (first < iov.size() && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+    if (left > 0) {
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+      iov[first].iov_len -= left;
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Reply>> Connection::Replies(std::span<const std::string_view> commands) {
   std::vector<Reply> replies;
   replies.reserve(commands.size());
-  for (size_t i = 0; i < commands.size(); ++i) {
+  for (std::string_view command : commands) {
     void* raw = nullptr;
     if (redisGetReply(context_, &raw) != REDIS_OK || raw == nullptr) {
-      return Failure(fmt::format("waiting for the reply to {}", commands[i][0]));
+      return Failure(fmt::format("waiting for the reply to {}", command));
     }
     std::shared_ptr<redisReply> root(static_cast<redisReply*>(raw),
                                      [](redisReply* reply) { freeReplyObject(reply); });
@@ -284,21 +349,89 @@ Result<std::vector<Reply>> Connection::Pipeline(std::span<const Command> command
   return replies;
 }
 
-Result<Reply> Connection::Eval(const Script& script, std::span<const std::string> keys,
-                               std::span<const std::string> args) {
-  Command command;
+Result<std::vector<Reply>> Connection::Pipeline(std::span<const Command> commands) {
+  if (broken_) return Unavailable(fmt::format("redis at {}: connection lost", where_));
+  if (commands.empty()) return std::vector<Reply>();
+  std::vector<std::vector<std::string_view>> args;
+  std::vector<CommandView> views;
+  std::vector<std::string_view> names;
+  args.reserve(commands.size());
+  for (const Command& command : commands) {
+    args.push_back(Views(command));
+    views.push_back(args.back());
+    names.push_back(command.empty() ? std::string_view() : std::string_view(command[0]));
+  }
+  if (Status sent = Send(views); !sent.ok()) return sent;
+  return Replies(names);
+}
+
+Result<Reply> Connection::Eval(const Script& script, std::span<const std::string_view> keys,
+                               std::span<const std::string_view> args) {
+  if (broken_) return Unavailable(fmt::format("redis at {}: connection lost", where_));
+  const std::string key_count = std::to_string(keys.size());
+  std::vector<std::string_view> command = {"EVALSHA", script.sha1, key_count};
   command.reserve(3 + keys.size() + args.size());
-  command.push_back("EVALSHA");
-  command.push_back(script.sha1);
-  command.push_back(std::to_string(keys.size()));
   command.insert(command.end(), keys.begin(), keys.end());
   command.insert(command.end(), args.begin(), args.end());
-  auto reply = Run(command);
-  if (!reply.ok() || !reply->is_error() || !reply->str().starts_with("NOSCRIPT")) return reply;
-  // The server restarted or ran SCRIPT FLUSH: EVAL loads it again.
+  const CommandView commands[] = {command};
+  if (Status sent = Send(commands); !sent.ok()) return sent;
+  constexpr std::string_view kEvalSha[] = {"EVALSHA"};
+  auto reply = Replies(kEvalSha);
+  if (!reply.ok()) return reply.status();
+  if (!(*reply)[0].is_error() || !(*reply)[0].str().starts_with("NOSCRIPT")) {
+    return std::move((*reply)[0]);
+  }
+  // The server restarted or ran SCRIPT FLUSH: EVAL loads it again. Only
+  // then are the arguments sent a second time.
   command[0] = "EVAL";
   command[1] = script.source;
-  return Run(command);
+  if (Status sent = Send(commands); !sent.ok()) return sent;
+  constexpr std::string_view kEval[] = {"EVAL"};
+  reply = Replies(kEval);
+  if (!reply.ok()) return reply.status();
+  return std::move((*reply)[0]);
+}
+
+Result<Reply> Connection::Transaction(std::span<const CommandView> commands,
+                                      std::span<const Script* const> scripts) {
+  static constexpr std::string_view kMulti[] = {"MULTI"};
+  static constexpr std::string_view kExec[] = {"EXEC"};
+  for (int attempt = 0;; ++attempt) {
+    if (broken_) return Unavailable(fmt::format("redis at {}: connection lost", where_));
+    std::vector<CommandView> all = {CommandView(kMulti)};
+    all.insert(all.end(), commands.begin(), commands.end());
+    all.push_back(CommandView(kExec));
+    std::vector<std::string_view> names;
+    for (CommandView command : all) names.push_back(command.empty() ? "" : command[0]);
+    if (Status sent = Send(all); !sent.ok()) return sent;
+    auto replies = Replies(names);
+    if (!replies.ok()) return replies.status();
+    const Reply exec = replies->back();
+    if (exec.is_error()) {
+      // EXECABORT: the reason is the reply to the command refused.
+      for (size_t i = 1; i + 1 < replies->size(); ++i) {
+        if ((*replies)[i].is_error()) return (*replies)[i];
+      }
+      return exec;
+    }
+    std::vector<Command> loads;
+    for (size_t i = 0; attempt == 0 && i < commands.size() && i < exec.size(); ++i) {
+      if (!exec[i].is_error() || !exec[i].str().starts_with("NOSCRIPT") || commands[i].size() < 2 ||
+          commands[i][0] != "EVALSHA") {
+        continue;
+      }
+      for (const Script* script : scripts) {
+        if (script->sha1 == commands[i][1]) loads.push_back({"SCRIPT", "LOAD", script->source});
+      }
+    }
+    if (loads.empty()) return exec;
+    // The server restarted or ran SCRIPT FLUSH.
+    auto loaded = Pipeline(loads);
+    if (!loaded.ok()) return loaded.status();
+    for (const Reply& reply : *loaded) {
+      if (reply.is_error()) return reply;
+    }
+  }
 }
 
 // --- Pool -------------------------------------------------------------------

@@ -70,6 +70,13 @@ class Reply {
 // A command: its arguments, binary-safe.
 using Command = std::vector<std::string>;
 
+// Views of `strings`, for the calls that take arguments without copying
+// them (a message's bytes go to hiredis's output buffer once).
+std::vector<std::string_view> Views(std::span<const std::string> strings);
+
+// A command whose arguments are views, not copies.
+using CommandView = std::span<const std::string_view>;
+
 // A Lua script, known to the server by the SHA-1 of its source.
 struct Script {
   std::string name;
@@ -96,9 +103,19 @@ class Connection {
   Result<Reply> Run(const Command& command);
   // Sends every command, then reads every reply: one round trip.
   Result<std::vector<Reply>> Pipeline(std::span<const Command> commands);
-  // EVALSHA, loading the script again if the server lost it (NOSCRIPT).
-  Result<Reply> Eval(const Script& script, std::span<const std::string> keys,
-                     std::span<const std::string> args);
+  // EVALSHA, loading the script again if the server lost it (NOSCRIPT):
+  // one round trip, two only after the server forgot the script.
+  Result<Reply> Eval(const Script& script, std::span<const std::string_view> keys,
+                     std::span<const std::string_view> args);
+
+  // Runs `commands` between MULTI and EXEC: atomically, in one round
+  // trip. Returns EXEC's reply (one reply per
+  // command), or, when the server refused to queue a command (EXECABORT:
+  // out of memory, say), that command's error reply. When an EVALSHA among
+  // them finds the server without its script (NOSCRIPT), the script is
+  // loaded from `scripts` and the whole transaction run again, once.
+  Result<Reply> Transaction(std::span<const CommandView> commands,
+                            std::span<const Script* const> scripts);
 
   // Overrides the command timeout for the next commands (XREAD BLOCK).
   void SetTimeout(std::chrono::milliseconds timeout);
@@ -115,6 +132,13 @@ class Connection {
   Connection(redisContext* context, std::string where)
       : context_(context), where_(std::move(where)) {}
   Status Failure(std::string_view what);
+  // Writes `commands` to the socket (RESP), the long arguments straight
+  // from the caller's memory: a message's bytes are copied by the kernel
+  // only, not into hiredis's output buffer first.
+  Status Send(std::span<const CommandView> commands);
+  // Sends what is queued and reads one reply per queued command (named
+  // for the error, should the connection fail).
+  Result<std::vector<Reply>> Replies(std::span<const std::string_view> commands);
 
   redisContext* context_;
   std::string where_;

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <csignal>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -30,10 +32,12 @@ using redis::Reply;
 
 constexpr std::string_view kDataVersion = "4";
 constexpr std::chrono::milliseconds kWatchBlock{200};
+constexpr std::chrono::milliseconds kWatchGather{20};  // after reading changes
 constexpr std::chrono::milliseconds kListPollInterval{500};
 constexpr std::chrono::milliseconds kCleanupInterval{2000};
-constexpr int kMailboxTtlSeconds = 600;   // pymap's CleanupAction.mailbox_ttl
-constexpr int kContentTtlSeconds = 3600;  // pymap's CleanupAction.content_ttl
+constexpr int kMailboxTtlSeconds = 600;             // pymap's CleanupAction.mailbox_ttl
+constexpr int kContentTtlSeconds = 3600;            // pymap's CleanupAction.content_ttl
+constexpr std::string_view kStagedTtlMs = "60000";  // see Store::StagedKey
 
 Status Corrupt(ErrorScope scope, std::string detail) {
   spdlog::error("redis: bad data: {}", detail);
@@ -172,6 +176,11 @@ class Store {
   std::string ContentKey(std::string_view email_id) const {
     return content_prefix_ + std::string(email_id);
   }
+  // Where an append stages the content hash it is about to add, for the
+  // length of one MULTI (message_add renames it into place or deletes
+  // it). Never seen by another client; the TTL is for a server that
+  // stopped half way through a retry.
+  std::string StagedKey() const { return ns_root_ + "staged" + options_.separator + RandomHex(16); }
   MailboxKeys KeysOf(std::string_view mailbox_id) const {
     std::string root = mailbox_prefix_ + std::string(mailbox_id) + options_.separator;
     return {root + "max-uid", root + "uids",   root + "seq",     root + "content",
@@ -191,11 +200,23 @@ class Store {
     if (!replies.ok()) return replies.status();
     return (*replies)[0];
   }
-  Result<Reply> Eval(const redis::Script& script, std::span<const std::string> keys,
-                     std::span<const std::string> args) {
+  Result<Reply> Eval(const redis::Script& script, std::span<const std::string_view> keys,
+                     std::span<const std::string_view> args) {
     auto lease = pool_.Acquire();
     if (!lease.ok()) return Logged(lease.status());
     auto reply = (*lease)->Eval(script, keys, args);
+    if (!reply.ok()) return Logged(reply.status());
+    return reply;
+  }
+  Result<Reply> Eval(const redis::Script& script, std::span<const std::string> keys,
+                     std::span<const std::string> args) {
+    return Eval(script, redis::Views(keys), redis::Views(args));
+  }
+  Result<Reply> Transaction(std::span<const redis::CommandView> commands,
+                            std::span<const redis::Script* const> scripts) {
+    auto lease = pool_.Acquire();
+    if (!lease.ok()) return Logged(lease.status());
+    auto reply = (*lease)->Transaction(commands, scripts);
     if (!reply.ok()) return Logged(reply.status());
     return reply;
   }
@@ -255,20 +276,14 @@ class Store {
     }
     {
       std::lock_guard lock(mu_);
-      followed_.try_emplace(mailbox_id, Followed{name, last_id, static_cast<uint32_t>(max_uid)});
+      followed_.try_emplace(mailbox_id,
+                            Followed{name, last_id, static_cast<uint32_t>(max_uid), {}});
     }
     StartWatcher();
   }
   void Unfollow(const std::string& mailbox_id) {
     std::lock_guard lock(mu_);
     followed_.erase(mailbox_id);
-  }
-  // The highest UID the watcher has seen added to a followed mailbox (it
-  // tells an added message from a flag change in the stream).
-  void NoteUid(const std::string& mailbox_id, uint32_t uid) {
-    std::lock_guard lock(mu_);
-    auto it = followed_.find(mailbox_id);
-    if (it != followed_.end()) it->second.max_uid = std::max(it->second.max_uid, uid);
   }
   std::string NameOf(const std::string& mailbox_id, std::string fallback) {
     std::lock_guard lock(mu_);
@@ -290,6 +305,10 @@ class Store {
   struct Resolved {
     std::string id;
     uint32_t uid_validity = 0;
+    // The handle made for it, shared while anybody holds it: handles keep
+    // no state of their own, and making one builds its keys. Weak, as a
+    // handle holds the Store.
+    std::weak_ptr<MailboxData> handle;
   };
   std::optional<Resolved> ResolvedMailbox(const std::string& name, uint64_t* generation) {
     std::lock_guard lock(mu_);
@@ -308,6 +327,50 @@ class Store {
     ForgetResolvedLocked();
   }
 
+  // The names ListMailboxes last answered, for at most kListPollInterval
+  // and only while the list has not changed since: the driver asks for the
+  // list on every lookup of a name that is not a message (each new file
+  // of a `cp`), and this saves that round trip. The same generation as
+  // the resolved names: dropped on every change this mount makes and every
+  // one the watcher's poll sees, so another writer's new mailbox shows
+  // within one poll, as it does through the kernel's caches anyway.
+  std::optional<std::vector<std::string>> CachedNames(uint64_t* generation) {
+    std::lock_guard lock(mu_);
+    *generation = resolved_generation_;
+    if (!names_ || names_generation_ != resolved_generation_ ||
+        std::chrono::steady_clock::now() - names_at_ > kListPollInterval) {
+      return std::nullopt;
+    }
+    return *names_;
+  }
+  void RememberNames(const std::vector<std::string>& names, uint64_t generation,
+                     std::chrono::steady_clock::time_point asked_at) {
+    std::lock_guard lock(mu_);
+    if (generation != resolved_generation_) return;
+    names_ = names;
+    names_generation_ = generation;
+    names_at_ = asked_at;
+  }
+
+  // A change this mount made to `mailbox_id`, by the id of its entry in
+  // the mailbox's changes stream: true if the caller must post it, false
+  // if the watcher has read that entry already and posted it. Either way
+  // it is posted once: when the caller does, the watcher skips the entry.
+  // The watcher usually reads the entry first (Redis wakes its XREAD in
+  // the same step as it answers the script), so neither can simply leave
+  // it to the other. An empty id (nothing written) is the caller's.
+  bool ReportOwnChange(const std::string& mailbox_id, std::string_view id) {
+    if (id.empty()) return true;
+    std::lock_guard lock(mu_);
+    auto it = followed_.find(mailbox_id);
+    if (it == followed_.end()) return true;  // nobody reads that stream
+    Followed& followed = it->second;
+    StreamId parsed = ParseStreamId(id);
+    if (parsed <= ParseStreamId(followed.last_id)) return false;
+    followed.own.insert(parsed);
+    return true;
+  }
+
   void StartWatcher() {
     std::lock_guard lock(mu_);
     if (watcher_started_ || stopping_) return;
@@ -324,10 +387,28 @@ class Store {
     ++resolved_generation_;
   }
 
+  // A stream entry id, "<ms>-<seq>", as numbers (they order that way).
+  using StreamId = std::pair<uint64_t, uint64_t>;
+  static StreamId ParseStreamId(std::string_view text) {
+    StreamId id{0, 0};
+    size_t dash = text.find('-');
+    std::string_view ms = text.substr(0, dash);
+    std::from_chars(ms.data(), ms.data() + ms.size(), id.first);
+    if (dash != std::string_view::npos) {
+      std::string_view seq = text.substr(dash + 1);
+      std::from_chars(seq.data(), seq.data() + seq.size(), id.second);
+    }
+    return id;
+  }
+
   struct Followed {
     std::string name;
     std::string last_id;
+    // The highest UID added to the stream that the watcher has read (it
+    // tells an added message from a flag change). Only the watcher sets it,
+    // in stream order, own changes included.
     uint32_t max_uid = 0;
+    std::set<StreamId> own;  // this mount's changes, posted, not yet read here
   };
 
   Status Logged(Status status) {
@@ -368,6 +449,9 @@ class Store {
   std::map<std::string, Followed> followed_;         // GUARDED_BY(mu_): by mailbox id
   std::map<std::string, Resolved> resolved_;         // GUARDED_BY(mu_): by name
   uint64_t resolved_generation_ = 0;                 // GUARDED_BY(mu_)
+  std::optional<std::vector<std::string>> names_;    // GUARDED_BY(mu_): see CachedNames
+  uint64_t names_generation_ = 0;                    // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point names_at_;   // GUARDED_BY(mu_)
   std::map<std::string, std::string> listing_;       // GUARDED_BY(mu_): name -> id
   bool have_listing_ = false;                        // GUARDED_BY(mu_)
   std::set<std::string> subscriptions_;              // GUARDED_BY(mu_)
@@ -385,9 +469,10 @@ int Store::DrainCleanup(redis::Connection* connection, int limit) {
                                    std::to_string(kContentTtlSeconds)};
   int done = 0;
   while (done < limit) {
-    Result<Reply> reply = connection != nullptr
-                              ? connection->Eval(redis::scripts::CleanupOne(), keys, args)
-                              : Eval(redis::scripts::CleanupOne(), keys, args);
+    Result<Reply> reply =
+        connection != nullptr
+            ? connection->Eval(redis::scripts::CleanupOne(), redis::Views(keys), redis::Views(args))
+            : Eval(redis::scripts::CleanupOne(), keys, args);
     if (!reply.ok()) break;
     if (reply->is_error()) {
       ErrorReply(*reply, ErrorScope::kStore, "cleanup");
@@ -405,25 +490,13 @@ void Store::ApplyStreams(const Reply& reply) {
     Reply stream = reply[s];
     std::string key(stream[0].str());
     Reply entries = stream[1];
-    std::string mailbox_id;
-    std::string name;
-    uint32_t max_uid = 0;
-    {
-      std::lock_guard lock(mu_);
-      for (auto& [id, followed] : followed_) {
-        if (KeysOf(id).changes == key) {
-          mailbox_id = id;
-          name = followed.name;
-          max_uid = followed.max_uid;
-          if (entries.size() > 0) {
-            followed.last_id = std::string(entries[entries.size() - 1][0].str());
-          }
-          break;
-        }
-      }
-    }
-    if (mailbox_id.empty()) continue;
-    std::vector<uint32_t> added, flagged, expunged;
+    struct Entry {
+      StreamId id;
+      uint32_t uid;
+      bool expunge;
+    };
+    std::vector<Entry> read;
+    read.reserve(entries.size());
     for (size_t e = 0; e < entries.size(); ++e) {
       Reply fields = entries[e][1];
       long long uid = 0;
@@ -433,20 +506,49 @@ void Store::ApplyStreams(const Reply& reply) {
         if (fields[f].str() == "type") type = fields[f + 1].str();
       }
       if (uid <= 0 || uid > UINT32_MAX) continue;
-      auto u = static_cast<uint32_t>(uid);
-      if (type == "expunge") {
-        expunged.push_back(u);
-      } else if (u > max_uid) {
-        added.push_back(u);
-        max_uid = u;
-      } else {
-        flagged.push_back(u);
-      }
+      read.push_back(
+          {ParseStreamId(entries[e][0].str()), static_cast<uint32_t>(uid), type == "expunge"});
     }
-    NoteUid(mailbox_id, max_uid);
-    if (!added.empty()) Post(Change::Kind::kMessagesAdded, name, std::move(added));
-    if (!flagged.empty()) Post(Change::Kind::kFlagsChanged, name, std::move(flagged));
-    if (!expunged.empty()) Post(Change::Kind::kMessagesExpunged, name, std::move(expunged));
+    {
+      std::lock_guard lock(mu_);
+      Followed* followed = nullptr;
+      for (auto& [id, candidate] : followed_) {
+        if (KeysOf(id).changes == key) {
+          followed = &candidate;
+          break;
+        }
+      }
+      if (followed == nullptr) continue;
+      std::vector<uint32_t> added, flagged, expunged;
+      if (entries.size() > 0) {
+        followed->last_id = std::string(entries[entries.size() - 1][0].str());
+      }
+      for (const Entry& entry : read) {
+        if (followed->own.erase(entry.id) > 0) {
+          // This mount's own change, posted by the operation that made it.
+          if (!entry.expunge) followed->max_uid = std::max(followed->max_uid, entry.uid);
+          continue;
+        }
+        if (entry.expunge) {
+          expunged.push_back(entry.uid);
+        } else if (entry.uid > followed->max_uid) {
+          added.push_back(entry.uid);
+          followed->max_uid = entry.uid;
+        } else {
+          flagged.push_back(entry.uid);
+        }
+      }
+      // Own ids at or below the last one read that were not among the
+      // entries (trimmed before the watcher read them) will not come.
+      StreamId last = ParseStreamId(followed->last_id);
+      followed->own.erase(followed->own.begin(), followed->own.upper_bound(last));
+      // Posted before mu_ is released: an operation that finds its change
+      // read here (ReportOwnChange) returns with it in the feed.
+      const std::string& name = followed->name;
+      if (!added.empty()) Post(Change::Kind::kMessagesAdded, name, std::move(added));
+      if (!flagged.empty()) Post(Change::Kind::kFlagsChanged, name, std::move(flagged));
+      if (!expunged.empty()) Post(Change::Kind::kMessagesExpunged, name, std::move(expunged));
+    }
   }
 }
 
@@ -581,7 +683,12 @@ void Store::Watch() {
       if (!WaitFor(std::chrono::milliseconds(1000))) return;
       continue;
     }
-    if (reply->is_array()) ApplyStreams(*reply);
+    if (reply->is_array()) {
+      ApplyStreams(*reply);
+      // Under a stream of appends every one would wake the XREAD again:
+      // let the next ones gather for a moment and read them at once.
+      if (!WaitFor(kWatchGather)) return;
+    }
   }
 }
 
@@ -593,6 +700,23 @@ Status FromScriptError(Store& store, const Reply& reply, std::string_view what) 
   }
   return store.ErrorReply(reply, ErrorScope::kMessage, what);
 }
+
+// A message's bytes inside the reply that brought them, not copied again.
+class ReplyContent final : public ContentReader {
+ public:
+  explicit ReplyContent(Reply reply) : reply_(std::move(reply)), bytes_(reply_.str()) {}
+  uint64_t size() const override { return bytes_.size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<char> out) const override {
+    if (offset >= bytes_.size()) return size_t{0};
+    size_t n = std::min<uint64_t>(out.size(), bytes_.size() - offset);
+    std::memcpy(out.data(), bytes_.data() + offset, n);
+    return n;
+  }
+
+ private:
+  const Reply reply_;  // owns the bytes
+  const std::string_view bytes_;
+};
 
 class RedisMailbox final : public MailboxData {
  public:
@@ -612,51 +736,85 @@ class RedisMailbox final : public MailboxData {
 
   Result<uint32_t> Append(const AppendMessage& message, bool recent) override {
     if (message.content == nullptr) return Status::InvalidArgument("append without content");
-    auto bytes = ReadAll(*message.content);
-    if (!bytes.ok()) return bytes.status();
-    redis::ContentFields fields = redis::BuildContentFields(*bytes);
-    std::vector<std::string> thread_keys = ThreadKeysFor(*bytes);
-    std::string email_id = redis::EmailIdOf(*bytes);
-    std::vector<std::string> keys = keys_.All();
-    for (const std::string* key :
-         {&store_->max_modseq_key(), &store_->thread_keys_key(), &store_->content_refs_key()}) {
-      keys.push_back(*key);
+    // The bytes as they are when they are in memory already; read once
+    // otherwise. From here to hiredis's output buffer they are not copied.
+    std::shared_ptr<const std::string> bytes;
+    if (const auto* in_memory = dynamic_cast<const StringContent*>(message.content.get())) {
+      bytes = in_memory->bytes();
+    } else {
+      auto read = ReadAll(*message.content);
+      if (!read.ok()) return read.status();
+      bytes = std::make_shared<const std::string>(std::move(read).value());
     }
-    keys.push_back("");  // the content key, below
-    keys.push_back(store_->mailboxes_key());
-    keys.push_back(store_->order_key());
-    std::vector<std::string> args = {recent ? "1" : "0",
-                                     redis::EncodeStrings(redis::FlagsToRecord(message.flags)),
-                                     redis::FormatRecordDate(message.internal_date),
-                                     "",
-                                     "T" + RandomHex(32),
-                                     redis::EncodeStrings(thread_keys),
-                                     *bytes,
-                                     fields.full_json,
-                                     fields.header,
-                                     fields.header_json,
-                                     id_};
+    const std::string_view full = *bytes;
+    redis::ContentFields fields = redis::BuildContentFields(full);
+    std::string email_id = redis::EmailIdOf(full);
+    const std::string flags = redis::EncodeStrings(redis::FlagsToRecord(message.flags));
+    const std::string date = redis::FormatRecordDate(message.internal_date);
+    const std::string thread_id = "T" + RandomHex(32);
+    const std::string thread_keys = redis::EncodeStrings(ThreadKeysFor(full));
+    const std::string length = std::to_string(full.size());
+    const std::string staged = store_->StagedKey();
+    std::string content_key = store_->ContentKey(email_id);
+    const std::string_view keys[] = {keys_.max_uid,
+                                     keys_.uids,
+                                     keys_.seq,
+                                     keys_.content,
+                                     keys_.changes,
+                                     keys_.recent,
+                                     keys_.deleted,
+                                     keys_.unseen,
+                                     store_->max_modseq_key(),
+                                     store_->thread_keys_key(),
+                                     store_->content_refs_key(),
+                                     content_key,
+                                     store_->mailboxes_key(),
+                                     store_->order_key(),
+                                     staged};
+    const std::string_view args[] = {recent ? "1" : "0", flags,       date, email_id,
+                                     thread_id,          thread_keys, id_,  length};
+    // One round trip: the content hash staged with plain commands (its
+    // bytes go nowhere near Lua), and message_add, in one MULTI.
+    const std::string_view stage[] = {
+        "HSET",           staged,   "full",        full,          "full-json",
+        fields.full_json, "header", fields.header, "header-json", fields.header_json};
+    const std::string_view expire[] = {"PEXPIRE", staged, kStagedTtlMs};
+    const std::string key_count = std::to_string(std::size(keys));
+    std::vector<std::string_view> add = {"EVALSHA", redis::scripts::MessageAdd().sha1, key_count};
+    add.insert(add.end(), std::begin(keys), std::end(keys));
+    add.insert(add.end(), std::begin(args), std::end(args));
+    const size_t content_key_at = 3 + 11, email_id_at = 3 + std::size(keys) + 3;
+    const redis::CommandView commands[] = {stage, expire, add};
+    const redis::Script* const scripts[] = {&redis::scripts::MessageAdd()};
     // adler32 clashes are likely enough among millions of messages: other
     // bytes under the same id get a random id instead of sharing content.
     for (int attempt = 0; attempt < 8; ++attempt) {
-      keys[11] = store_->ContentKey(email_id);
-      args[3] = email_id;
-      auto reply = store_->Eval(redis::scripts::MessageAdd(), keys, args);
+      auto reply = store_->Transaction(commands, scripts);
       if (!reply.ok()) return reply.status();
-      if (reply->is_error()) {
-        if (ErrorText(*reply).starts_with("COLLISION")) {
+      // A command the server would not queue (out of memory, say).
+      if (reply->is_error()) return store_->ErrorReply(*reply, ErrorScope::kMailbox, Where());
+      const Reply result = (*reply)[2];
+      if (result.is_error()) {
+        if (ErrorText(result).starts_with("COLLISION")) {
           email_id = "M" + RandomHex(8);
+          content_key = store_->ContentKey(email_id);
+          add[content_key_at] = content_key;
+          add[email_id_at] = email_id;
           continue;
         }
-        return FromScriptError(*store_, *reply, Where());
+        return FromScriptError(*store_, result, Where());
       }
       long long uid = 0;
-      if (!(*reply)[0].ToInteger(&uid) || uid <= 0 || uid > UINT32_MAX) {
+      if (!result[0].ToInteger(&uid) || uid <= 0 || uid > UINT32_MAX) {
         return Corrupt(ErrorScope::kMailbox, fmt::format("{}: max-uid out of range", Where()));
       }
-      store_->RememberSize(email_id, bytes->size());
-      store_->Post(Change::Kind::kMessagesAdded, Name(), {static_cast<uint32_t>(uid)});
-      return static_cast<uint32_t>(uid);
+      auto u = static_cast<uint32_t>(uid);
+      store_->RememberSize(email_id, full.size());
+      // {uid, email id, thread id, stream id}
+      if (store_->ReportOwnChange(id_, result[3].str())) {
+        store_->Post(Change::Kind::kMessagesAdded, Name(), {u});
+      }
+      return u;
     }
     return Status::Io(fmt::format("{}: no free email id", Where()));
   }
@@ -668,26 +826,15 @@ class RedisMailbox final : public MailboxData {
     return Transfer(uid, destination, recent, true);
   }
 
-  Result<MessageInfo> Get(uint32_t uid) override {
-    std::vector<Command> commands = {{"ZSCORE", store_->order_key(), id_},
-                                     {"HGET", keys_.uids, std::to_string(uid)},
-                                     {"HGET", keys_.content, std::to_string(uid)}};
-    auto replies = store_->Pipeline(commands);
-    if (!replies.ok()) return replies.status();
-    if (Status s = CheckLive((*replies)[0]); !s.ok()) return s;
-    const Reply& record = (*replies)[1];
-    if (record.is_error()) return store_->ErrorReply(record, ErrorScope::kMailbox, Where());
-    if (record.is_nil()) return NoMessage(uid);
-    std::vector<std::pair<uint32_t, std::string_view>> raw;
-    raw.emplace_back(uid, record.str());
-    std::vector<std::string> content_ids = {std::string((*replies)[2].str())};
-    auto infos = Decode(raw, content_ids, /*skip_bad=*/false);
-    if (!infos.ok()) return infos.status();
-    return std::move((*infos)[0]);
-  }
+  // One round trip when the size is known (it is after an append, a
+  // listing or an earlier Get), two otherwise.
+  Result<MessageInfo> Get(uint32_t uid) override { return Record(uid, /*want_size=*/true); }
 
+  // Two round trips: the record names the content key. (A script could
+  // make it one, but Redis's Lua hashes every byte of a string it makes:
+  // that costs the server more than the second round trip, measured.)
   Result<std::shared_ptr<const ContentReader>> Open(uint32_t uid) override {
-    auto info = Get(uid);
+    auto info = Record(uid, /*want_size=*/false);
     if (!info.ok()) return info.status();
     auto full = store_->Run({"HGET", store_->ContentKey(info->email_id), "full"});
     if (!full.ok()) return full.status();
@@ -696,8 +843,8 @@ class RedisMailbox final : public MailboxData {
       return Corrupt(ErrorScope::kMessage, fmt::format("{}: UID {}: content {} is missing", Where(),
                                                        uid, info->email_id));
     }
-    return std::shared_ptr<const ContentReader>(
-        std::make_shared<StringContent>(std::string(full->str())));
+    store_->RememberSize(info->email_id, full->str().size());
+    return std::shared_ptr<const ContentReader>(std::make_shared<ReplyContent>(*full));
   }
 
   Result<FlagSet> Update(uint32_t uid, const FlagSet& flags, FlagOp op) override {
@@ -716,10 +863,13 @@ class RedisMailbox final : public MailboxData {
       if (ErrorText(*reply).starts_with("NOTFOUND")) return NoMessage(uid);
       return FromScriptError(*store_, *reply, Where());
     }
-    auto record = redis::DecodeRecord(reply->str());
+    // {record, stream id or '' when nothing changed}
+    auto record = redis::DecodeRecord((*reply)[0].str());
     if (!record.ok()) return Corrupt(ErrorScope::kMessage, record.status().detail());
     FlagSet now = redis::FlagsFromRecord(record->flags);
-    store_->Post(Change::Kind::kFlagsChanged, Name(), {uid});
+    if (store_->ReportOwnChange(id_, (*reply)[1].str())) {
+      store_->Post(Change::Kind::kFlagsChanged, Name(), {uid});
+    }
     return now;
   }
 
@@ -734,10 +884,15 @@ class RedisMailbox final : public MailboxData {
     auto reply = store_->Eval(redis::scripts::MessageDelete(), keys, args);
     if (!reply.ok()) return reply.status();
     if (reply->is_error()) return FromScriptError(*store_, *reply, Where());
+    // {uids expunged, their stream ids}
+    const Reply present = (*reply)[0];
+    const Reply changes = (*reply)[1];
     std::vector<uint32_t> expunged;
-    for (size_t i = 0; i < reply->size(); ++i) {
+    for (size_t i = 0; i < present.size(); ++i) {
       long long uid = 0;
-      if ((*reply)[i].ToInteger(&uid)) expunged.push_back(static_cast<uint32_t>(uid));
+      if (present[i].ToInteger(&uid) && store_->ReportOwnChange(id_, changes[i].str())) {
+        expunged.push_back(static_cast<uint32_t>(uid));
+      }
     }
     std::sort(expunged.begin(), expunged.end());
     if (!expunged.empty())
@@ -746,9 +901,10 @@ class RedisMailbox final : public MailboxData {
   }
 
   Result<std::vector<uint32_t>> ClaimRecent() override {
-    if (Status s = IsLive(); !s.ok()) return s;
-    std::vector<std::string> keys = {keys_.recent};
-    auto reply = store_->Eval(redis::scripts::ClaimRecent(), keys, {});
+    // One round trip: the script checks that the mailbox still exists.
+    const std::string_view keys[] = {keys_.recent, store_->mailboxes_key(), store_->order_key()};
+    const std::string_view args[] = {id_};
+    auto reply = store_->Eval(redis::scripts::ClaimRecent(), keys, args);
     if (!reply.ok()) return reply.status();
     if (reply->is_error()) return FromScriptError(*store_, *reply, Where());
     std::vector<uint32_t> claimed;
@@ -864,12 +1020,36 @@ class RedisMailbox final : public MailboxData {
     return CheckLive(*reply);
   }
 
+  // The metadata of `uid`, its size too if `want_size`: its record, the
+  // mailbox's liveness and the email id in `content`, pipelined.
+  Result<MessageInfo> Record(uint32_t uid, bool want_size) {
+    const std::string uid_text = std::to_string(uid);
+    std::vector<Command> commands = {{"ZSCORE", store_->order_key(), id_},
+                                     {"HGET", keys_.uids, uid_text},
+                                     {"HGET", keys_.content, uid_text}};
+    auto replies = store_->Pipeline(commands);
+    if (!replies.ok()) return replies.status();
+    if (Status s = CheckLive((*replies)[0]); !s.ok()) return s;
+    const Reply& record = (*replies)[1];
+    if (record.is_error()) return store_->ErrorReply(record, ErrorScope::kMailbox, Where());
+    if (record.is_nil()) return NoMessage(uid);
+    std::vector<std::pair<uint32_t, std::string_view>> raw = {{uid, record.str()}};
+    std::vector<std::string> content_ids = {std::string((*replies)[2].str())};
+    auto infos = Decode(raw, content_ids, /*skip_bad=*/false, want_size);
+    if (!infos.ok()) return infos.status();
+    if (!want_size && (*infos)[0].email_id.empty()) {
+      return Corrupt(ErrorScope::kMessage,
+                     fmt::format("{}: UID {}: no email id, so no content", Where(), uid));
+    }
+    return std::move((*infos)[0]);
+  }
+
   // Decodes records and adds sizes: from the cache, else HSTRLEN of each
   // content's `full`, pipelined. `content_ids` (from `content`, parallel to
   // `raw`, or empty) stands in for a record without an email id.
   Result<std::vector<MessageInfo>> Decode(
       const std::vector<std::pair<uint32_t, std::string_view>>& raw,
-      const std::vector<std::string>& content_ids, bool skip_bad) {
+      const std::vector<std::string>& content_ids, bool skip_bad, bool want_sizes = true) {
     std::vector<MessageInfo> infos;
     infos.reserve(raw.size());
     std::vector<size_t> unsized;
@@ -895,7 +1075,9 @@ class RedisMailbox final : public MailboxData {
       info.email_id = record->email_id;
       if (info.email_id.empty() && i < content_ids.size()) info.email_id = content_ids[i];
       info.thread_id = record->thread_id;
-      if (auto size = store_->CachedSize(info.email_id)) {
+      if (!want_sizes) {
+        // The caller has them.
+      } else if (auto size = store_->CachedSize(info.email_id)) {
         info.size = *size;
       } else {
         unsized.push_back(i);
@@ -903,20 +1085,34 @@ class RedisMailbox final : public MailboxData {
       infos.push_back(std::move(info));
     }
     if (!unsized.empty()) {
+      // HSTRLEN answers 0 for a missing hash or field too: only those ask
+      // again, whether `full` exists (an empty message is rare).
       std::vector<Command> commands;
-      commands.reserve(unsized.size() * 2);
+      commands.reserve(unsized.size());
       for (size_t i : unsized) {
-        std::string key = store_->ContentKey(infos[i].email_id);
-        commands.push_back({"HSTRLEN", key, "full"});
-        commands.push_back({"HEXISTS", key, "full"});
+        commands.push_back({"HSTRLEN", store_->ContentKey(infos[i].email_id), "full"});
       }
-      auto replies = store_->Pipeline(commands);
-      if (!replies.ok()) return replies.status();
+      auto lengths = store_->Pipeline(commands);
+      if (!lengths.ok()) return lengths.status();
+      commands.clear();
+      std::vector<size_t> empty;
+      for (size_t n = 0; n < unsized.size(); ++n) {
+        const Reply& length = (*lengths)[n];
+        if (length.is_integer() && length.integer() == 0) {
+          empty.push_back(n);
+          commands.push_back({"HEXISTS", store_->ContentKey(infos[unsized[n]].email_id), "full"});
+        }
+      }
+      std::vector<bool> exists(unsized.size(), true);
+      if (!commands.empty()) {
+        auto replies = store_->Pipeline(commands);
+        if (!replies.ok()) return replies.status();
+        for (size_t e = 0; e < empty.size(); ++e) exists[empty[e]] = (*replies)[e].integer() == 1;
+      }
       for (size_t n = 0; n < unsized.size(); ++n) {
         size_t i = unsized[n];
-        const Reply& length = (*replies)[2 * n];
-        const Reply& exists = (*replies)[2 * n + 1];
-        if (length.is_error() || exists.integer() != 1 || infos[i].email_id.empty()) {
+        const Reply& length = (*lengths)[n];
+        if (length.is_error() || !exists[n] || infos[i].email_id.empty()) {
           std::string detail =
               fmt::format("{}: UID {}: content {} is missing{}", Where(), infos[i].uid,
                           infos[i].email_id, length.is_error() ? " or not a hash" : "");
@@ -969,8 +1165,13 @@ class RedisMailbox final : public MailboxData {
                      fmt::format("{}: max-uid out of range", target->Where()));
     }
     auto u = static_cast<uint32_t>(new_uid);
-    store_->Post(Change::Kind::kMessagesAdded, target->Name(), {u});
-    if (move) store_->Post(Change::Kind::kMessagesExpunged, Name(), {uid});
+    // {new uid, destination stream id, source stream id or ''}
+    if (store_->ReportOwnChange(target->id_, (*reply)[1].str())) {
+      store_->Post(Change::Kind::kMessagesAdded, target->Name(), {u});
+    }
+    if (move && store_->ReportOwnChange(id_, (*reply)[2].str())) {
+      store_->Post(Change::Kind::kMessagesExpunged, Name(), {uid});
+    }
     return u;
   }
 
@@ -986,6 +1187,9 @@ class RedisMailboxSet final : public MailboxSet {
   explicit RedisMailboxSet(std::shared_ptr<Store> store) : store_(std::move(store)) {}
 
   Result<std::vector<std::string>> ListMailboxes() override {
+    uint64_t generation = 0;
+    if (auto names = store_->CachedNames(&generation)) return std::move(*names);
+    auto asked_at = std::chrono::steady_clock::now();
     auto listing = Listing();
     if (!listing.ok()) return listing.status();
     std::vector<std::string> names;
@@ -995,6 +1199,7 @@ class RedisMailboxSet final : public MailboxSet {
       names.push_back(std::string(kInbox));
       std::sort(names.begin(), names.end());
     }
+    store_->RememberNames(names, generation, asked_at);
     return names;
   }
 
@@ -1037,7 +1242,14 @@ class RedisMailboxSet final : public MailboxSet {
     if (!normalized.ok()) return normalized.status();
     uint64_t generation = 0;
     if (auto resolved = store_->ResolvedMailbox(*normalized, &generation)) {
-      return Handle(*normalized, resolved->id, resolved->uid_validity);
+      if (auto handle = resolved->handle.lock()) {
+        store_->Follow(resolved->id, *normalized);
+        return handle;
+      }
+      auto handle = Handle(*normalized, resolved->id, resolved->uid_validity);
+      store_->RememberResolved(*normalized, {resolved->id, resolved->uid_validity, handle},
+                               generation);
+      return handle;
     }
     std::string key = EncodeName(*normalized);
     std::vector<Command> commands = {{"HGET", store_->mailboxes_key(), key},
@@ -1069,9 +1281,10 @@ class RedisMailboxSet final : public MailboxSet {
                                  validity.is_nil() ? "missing" : std::string(validity.str())));
     }
     std::string mailbox_id(id.str());
-    store_->RememberResolved(*normalized, {mailbox_id, static_cast<uint32_t>(uid_validity)},
+    auto handle = Handle(*normalized, mailbox_id, static_cast<uint32_t>(uid_validity));
+    store_->RememberResolved(*normalized, {mailbox_id, static_cast<uint32_t>(uid_validity), handle},
                              generation);
-    return Handle(*normalized, mailbox_id, static_cast<uint32_t>(uid_validity));
+    return handle;
   }
 
   Result<std::string> AddMailbox(std::string_view name) override {
@@ -1110,6 +1323,9 @@ class RedisMailboxSet final : public MailboxSet {
     std::vector<std::string> args = {it->second.first, store_->ns(), store_->mailbox_prefix(),
                                      store_->options().separator};
     auto reply = store_->Eval(redis::scripts::MailboxDelete(), keys, args);
+    // Again once it is done: a listing or resolution read while the script
+    // ran must not be kept.
+    store_->ForgetResolved();
     if (!reply.ok()) return reply.status();
     if (reply->is_error()) {
       std::string_view text = ErrorText(*reply);
@@ -1168,6 +1384,9 @@ class RedisMailboxSet final : public MailboxSet {
                                      store_->order_key(), store_->max_order_key(),
                                      store_->subscribed_key()};
     auto reply = store_->Eval(redis::scripts::MailboxRename(), keys, args);
+    // Again once it is done: a listing or resolution read while the script
+    // ran must not be kept.
+    store_->ForgetResolved();
     if (!reply.ok()) return reply.status();
     if (reply->is_error()) {
       std::string_view text = ErrorText(*reply);
@@ -1208,6 +1427,9 @@ class RedisMailboxSet final : public MailboxSet {
                                      store_->max_order_key(), store_->uidv_key()};
     std::vector<std::string> args = {EncodeName(name), id};
     auto reply = store_->Eval(redis::scripts::MailboxAdd(), keys, args);
+    // Again once it is done: a listing or resolution read while the script
+    // ran must not be kept.
+    store_->ForgetResolved();
     if (!reply.ok()) return reply.status();
     if (reply->is_error()) {
       if (ErrorText(*reply).starts_with("EXISTS")) {

@@ -9,11 +9,17 @@ namespace {
 constexpr const char* kPrelude = R"lua(
 local function fail(text) return redis.error_reply(text) end
 
--- The error text when `key` exists with another type than `expected`.
+-- The error text when a key exists with another type than expected
+-- (`list` holds key, type, key, type...). Each key is probed with a cheap
+-- read of that type, which fails on any other; TYPE answers a table, which
+-- costs Lua twice as much, and a script checks up to twenty keys.
+local probes = {string = 'STRLEN', hash = 'HLEN', zset = 'ZCARD', set = 'SCARD', list = 'LLEN',
+                stream = 'XLEN'}
 local function check_types(list)
   for i = 1, #list, 2 do
-    local actual = redis.call('TYPE', list[i])['ok']
-    if actual ~= 'none' and actual ~= list[i + 1] then
+    local answer = redis.pcall(probes[list[i + 1]], list[i])
+    if type(answer) == 'table' and answer.err then
+      local actual = redis.call('TYPE', list[i])['ok']
       return 'CORRUPT ' .. list[i] .. ' is a ' .. actual .. ', not a ' .. list[i + 1]
     end
   end
@@ -115,54 +121,105 @@ end
 )lua";
 
 // KEYS: mailbox keys (1-8), max_modseq, thread_keys, content_refs,
-// content data, mailboxes, order.
+// content data, mailboxes, order, staged content.
 // ARGV: recent, flags (msgpack), date, email id, thread id, thread keys
-// (msgpack), full, full-json, header, header-json, mailbox id.
+// (msgpack), mailbox id, length of the message.
+// Returns {uid, email id, thread id, changes stream id}.
+//
+// The message's content hash (full, full-json, header, header-json) comes
+// staged: the same MULTI wrote it under a key of its own, with a TTL, just
+// before this script. Its bytes never pass through Lua (Redis's Lua hashes
+// every byte of every string it makes, which cost more than the rest of
+// an append): a new content hash is renamed into place, and for content
+// already stored the bytes are compared only when the lengths agree (the
+// same message appended again). COLLISION when other bytes are stored
+// under this email id: checked here, so an append is one round trip and
+// no other writer can store other bytes under the id in between. The
+// staged key is gone when the script ends, whatever happened.
 constexpr const char* kMessageAdd = R"lua(
 local k = mailbox_keys(1)
-local max_modseq, thread_keys, refs_key, data_key, mailboxes, order =
-  KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
-local problem = check_types(append_all(mailbox_types(k), {max_modseq, 'string',
-  thread_keys, 'hash', refs_key, 'hash', data_key, 'hash', mailboxes, 'hash', order, 'zset'}))
-  or check_number(k.max_uid)
-if problem then return fail(problem) end
-if not is_live(mailboxes, order, ARGV[11]) then return fail('NOMAILBOX') end
-local email_id = ARGV[4]
-local refs = redis.call('HGET', refs_key, email_id)
-if refs and not tonumber(refs) then return fail('CORRUPT ' .. refs_key .. ' ' .. email_id) end
-local stored = redis.call('HGET', data_key, 'full')
-if stored and stored ~= ARGV[7] then return fail('COLLISION') end
-local flags = cmsgpack.unpack(ARGV[2])
-local keys = cmsgpack.unpack(ARGV[6])
-problem = prepare_modseq(max_modseq, {k.changes})
-if problem then return fail(problem) end
+local max_modseq, thread_keys, refs_key, data_key, mailboxes, order, staged =
+  KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local consumed = false
 
-local uid = redis.call('INCR', k.max_uid)
-redis.call('HINCRBY', refs_key, email_id, 1)
-if stored then
-  redis.call('PERSIST', data_key)
-else
-  redis.call('HSET', data_key, 'full', ARGV[7], 'full-json', ARGV[8], 'header', ARGV[9],
-             'header-json', ARGV[10])
-end
-local thread_id = ARGV[5]
-for _, key in ipairs(keys) do
-  local known = redis.call('HGET', thread_keys, key)
-  if known then thread_id = known break end
-end
-for _, key in ipairs(keys) do redis.call('HSET', thread_keys, key, thread_id) end
+local function add()
+  local problem = check_types(append_all(mailbox_types(k), {max_modseq, 'string',
+    thread_keys, 'hash', refs_key, 'hash', data_key, 'hash', mailboxes, 'hash', order, 'zset',
+    staged, 'hash'})) or check_number(k.max_uid)
+  if problem then return fail(problem) end
+  if redis.call('HEXISTS', staged, 'full') == 0 then
+    return fail('CORRUPT ' .. staged .. ' is missing')
+  end
+  if not is_live(mailboxes, order, ARGV[7]) then return fail('NOMAILBOX') end
+  local email_id = ARGV[4]
+  local refs = redis.call('HGET', refs_key, email_id)
+  if refs and not tonumber(refs) then return fail('CORRUPT ' .. refs_key .. ' ' .. email_id) end
+  local stored = redis.call('HEXISTS', data_key, 'full') == 1
+  if stored and (redis.call('HSTRLEN', data_key, 'full') ~= tonumber(ARGV[8]) or
+                 redis.call('HGET', data_key, 'full') ~= redis.call('HGET', staged, 'full')) then
+    return fail('COLLISION')
+  end
+  local flags = cmsgpack.unpack(ARGV[2])
+  local keys = cmsgpack.unpack(ARGV[6])
+  -- Two calls for the thread keys, not two per key (a few hundred at a
+  -- time: unpack has a limit).
+  local known = {}
+  for first = 1, #keys, 500 do
+    local last = math.min(first + 499, #keys)
+    local chunk = redis.call('HMGET', thread_keys, unpack(keys, first, last))
+    for i = 1, #chunk do known[first + i - 1] = chunk[i] end
+  end
+  problem = prepare_modseq(max_modseq, {k.changes})
+  if problem then return fail(problem) end
 
-local record = cmsgpack.pack({flags = flags, date = ARGV[3], email_id = email_id,
-                              thread_id = thread_id})
-redis.call('HSET', k.uids, uid, record)
-index_message(k, uid, email_id, flags, ARGV[1] == '1')
-add_change(k.changes, max_modseq, 'uid', uid, 'type', 'fetch', 'message', record)
-return {uid, email_id, thread_id}
+  local uid = redis.call('INCR', k.max_uid)
+  redis.call('HINCRBY', refs_key, email_id, 1)
+  if stored then
+    redis.call('PERSIST', data_key)
+  elseif redis.call('EXISTS', data_key) == 1 then
+    -- A content hash without `full` (nobody writes one): its four fields
+    -- are set and the others kept, as HSET would.
+    redis.call('HSET', data_key, unpack(redis.call('HGETALL', staged)))
+  else
+    redis.call('RENAME', staged, data_key)
+    redis.call('PERSIST', data_key)
+    consumed = true
+  end
+  -- The thread of the first key already known, else a new one; then every
+  -- key names it.
+  local thread_id = ARGV[5]
+  for i = 1, #keys do
+    if known[i] then thread_id = known[i] break end
+  end
+  for first = 1, #keys, 500 do
+    local fields = {}
+    for i = first, math.min(first + 499, #keys) do
+      fields[#fields + 1] = keys[i]
+      fields[#fields + 1] = thread_id
+    end
+    redis.call('HSET', thread_keys, unpack(fields))
+  end
+
+  local record = cmsgpack.pack({flags = flags, date = ARGV[3], email_id = email_id,
+                                thread_id = thread_id})
+  redis.call('HSET', k.uids, uid, record)
+  index_message(k, uid, email_id, flags, ARGV[1] == '1')
+  local change = add_change(k.changes, max_modseq, 'uid', uid, 'type', 'fetch', 'message', record)
+  return {uid, email_id, thread_id, change}
+end
+
+local ok, result = pcall(add)
+if not consumed then redis.call('DEL', staged) end
+if not ok then
+  return fail(type(result) == 'table' and tostring(result.err) or tostring(result))
+end
+return result
 )lua";
 
 // KEYS: source mailbox keys (1-8), destination mailbox keys (9-16),
 // max_modseq, content_refs, mailboxes, order.
 // ARGV: uid, recent, source id, destination id, content key prefix, move (1/0).
+// Returns {new uid, destination stream id, source stream id or ''}.
 constexpr const char* kMessageCopy = R"lua(
 local src = mailbox_keys(1)
 local dst = mailbox_keys(9)
@@ -190,9 +247,10 @@ end
 problem = prepare_modseq(max_modseq, {src.changes, dst.changes})
 if problem then return fail(problem) end
 
+local src_change = ''
 if move then
   unindex_message(src, uid)
-  add_change(src.changes, max_modseq, 'uid', uid, 'type', 'expunge')
+  src_change = add_change(src.changes, max_modseq, 'uid', uid, 'type', 'expunge')
 elseif email_id then
   redis.call('HINCRBY', refs_key, email_id, 1)
   redis.call('PERSIST', ARGV[5] .. email_id)
@@ -200,13 +258,14 @@ end
 local new_uid = redis.call('INCR', dst.max_uid)
 redis.call('HSET', dst.uids, new_uid, record_bytes)
 index_message(dst, new_uid, email_id, record['flags'], ARGV[2] == '1')
-add_change(dst.changes, max_modseq, 'uid', new_uid, 'type', 'fetch', 'message', record_bytes)
-return {new_uid}
+local dst_change = add_change(dst.changes, max_modseq, 'uid', new_uid, 'type', 'fetch',
+                              'message', record_bytes)
+return {new_uid, dst_change, src_change}
 )lua";
 
 // KEYS: mailbox keys (1-8), max_modseq, mailboxes, order.
 // ARGV: uid, mode (ADD, DELETE, REPLACE), flags (msgpack), mailbox id.
-// Returns the record as stored afterwards.
+// Returns {the record as stored afterwards, stream id or '' if unchanged}.
 constexpr const char* kMessageUpdate = R"lua(
 local k = mailbox_keys(1)
 local max_modseq, mailboxes, order = KEYS[9], KEYS[10], KEYS[11]
@@ -246,7 +305,7 @@ local new_set, changed = {}, false
 for _, flag in ipairs(new_flags) do new_set[flag] = true end
 for flag in pairs(new_set) do if not old_set[flag] then changed = true end end
 for flag in pairs(old_set) do if not new_set[flag] then changed = true end end
-if not changed then return record_bytes end
+if not changed then return {record_bytes, ''} end
 problem = prepare_modseq(max_modseq, {k.changes})
 if problem then return fail(problem) end
 
@@ -256,12 +315,14 @@ redis.call('HSET', k.uids, uid, record_bytes)
 local deleted, seen = flag_state(new_flags)
 if deleted then redis.call('SADD', k.deleted, uid) else redis.call('SREM', k.deleted, uid) end
 if seen then redis.call('ZREM', k.unseen, uid) else redis.call('ZADD', k.unseen, uid, uid) end
-add_change(k.changes, max_modseq, 'uid', uid, 'type', 'fetch', 'message', record_bytes)
-return record_bytes
+local change = add_change(k.changes, max_modseq, 'uid', uid, 'type', 'fetch', 'message',
+                          record_bytes)
+return {record_bytes, change}
 )lua";
 
 // KEYS: mailbox keys (1-8), max_modseq, cleanup content queue, mailboxes, order.
-// ARGV: uids (msgpack), namespace, mailbox id. Returns the UIDs expunged.
+// ARGV: uids (msgpack), namespace, mailbox id.
+// Returns {the UIDs expunged, their stream ids}.
 constexpr const char* kMessageDelete = R"lua(
 local k = mailbox_keys(1)
 local max_modseq, cleanup, mailboxes, order = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
@@ -273,24 +334,27 @@ local present = {}
 for _, uid in ipairs(cmsgpack.unpack(ARGV[1])) do
   if redis.call('HEXISTS', k.uids, uid) == 1 then table.insert(present, uid) end
 end
-if #present == 0 then return {} end
+if #present == 0 then return {{}, {}} end
 problem = prepare_modseq(max_modseq, {k.changes})
 if problem then return fail(problem) end
+local changes = {}
 for _, uid in ipairs(present) do
   local email_id = redis.call('HGET', k.content, uid)
   if email_id then redis.call('RPUSH', cleanup, ARGV[2] .. '\0' .. email_id) end
   unindex_message(k, uid)
-  add_change(k.changes, max_modseq, 'uid', uid, 'type', 'expunge')
+  table.insert(changes, add_change(k.changes, max_modseq, 'uid', uid, 'type', 'expunge'))
 end
-return present
+return {present, changes}
 )lua";
 
-// KEYS: recent. Returns the UIDs that were recent; nobody else gets them.
+// KEYS: recent, mailboxes, order. ARGV: mailbox id.
+// Returns the UIDs that were recent; nobody else gets them.
 constexpr const char* kClaimRecent = R"lua(
-local problem = check_types({KEYS[1], 'set'})
+local problem = check_types({KEYS[1], 'set', KEYS[2], 'hash', KEYS[3], 'zset'})
 if problem then return fail(problem) end
+if not is_live(KEYS[2], KEYS[3], ARGV[1]) then return fail('NOMAILBOX') end
 local uids = redis.call('SMEMBERS', KEYS[1])
-redis.call('DEL', KEYS[1])
+if #uids > 0 then redis.call('DEL', KEYS[1]) end
 return uids
 )lua";
 

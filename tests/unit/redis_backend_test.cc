@@ -9,13 +9,20 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backends/redis/connection.h"
@@ -30,6 +37,134 @@ namespace mailfs::test {
 namespace {
 
 using redis::Reply;
+using namespace std::chrono_literals;
+
+// What a store sends for one operation, as MONITOR shows it: the commands
+// of its pool's connections (those that name keys under `prefix`: on the
+// shared server, other tests' do not), without those its scripts run and
+// without its watcher's. Each command is a round trip here, except that a
+// MULTI ... EXEC is sent as one.
+class CommandWatch {
+ public:
+  CommandWatch(const redis::Address& address, std::string prefix) : prefix_(std::move(prefix)) {
+    struct timeval timeout {
+      5, 0
+    };
+    context_ = redisConnectWithTimeout(address.host.c_str(), address.port, timeout);
+    if (context_ == nullptr || context_->err != 0) return;
+    redisSetTimeout(context_, timeout);
+    auto* reply = static_cast<redisReply*>(redisCommand(context_, "MONITOR"));
+    ok_ = reply != nullptr && reply->type == REDIS_REPLY_STATUS;
+    if (reply != nullptr) freeReplyObject(reply);
+  }
+  ~CommandWatch() {
+    if (context_ != nullptr) redisFree(context_);
+  }
+  CommandWatch(const CommandWatch&) = delete;
+  CommandWatch& operator=(const CommandWatch&) = delete;
+
+  // Finds the watcher's connection: the one that sends XREAD for our keys
+  // (every 200 ms once a mailbox is followed).
+  bool FindWatcher() {
+    std::string line;
+    while (ok_ && Next(&line)) {
+      Parsed parsed = Parse(line);
+      if (parsed.command == "XREAD" && line.find(prefix_) != std::string::npos) {
+        watcher_ = parsed.client;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Waits until the watcher sends `command` (its poll of the mailbox list
+  // is HGETALL) for our keys.
+  bool AwaitWatcher(std::string_view command) {
+    std::string line;
+    while (ok_ && Next(&line)) {
+      Parsed parsed = Parse(line);
+      if (parsed.client == watcher_ && parsed.command == command &&
+          line.find(prefix_) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // The commands of the store while `operation` runs, between two ECHOs
+  // that `marker` sends.
+  std::vector<std::string> During(redis::Connection& marker,
+                                  const std::function<void()>& operation) {
+    static int counter = 0;
+    std::string begin = fmt::format("begin-{}-{}", prefix_, counter);
+    std::string end = fmt::format("end-{}-{}", prefix_, counter++);
+    EXPECT_TRUE(marker.Run({"ECHO", begin}).ok());
+    operation();
+    EXPECT_TRUE(marker.Run({"ECHO", end}).ok());
+    std::vector<std::pair<Parsed, bool>> seen;  // and whether it names our keys
+    std::string line;
+    bool inside = false;
+    while (ok_ && Next(&line)) {
+      if (line.find(begin) != std::string::npos) {
+        inside = true;
+        continue;
+      }
+      if (line.find(end) != std::string::npos) break;
+      Parsed parsed = Parse(line);
+      if (!inside || parsed.client == "lua" || parsed.client == watcher_) continue;
+      seen.emplace_back(std::move(parsed), line.find(prefix_) != std::string::npos);
+    }
+    if (!ok_) ADD_FAILURE() << "MONITOR stopped before the end marker";
+    std::set<std::string> ours;
+    for (const auto& [parsed, named] : seen) {
+      if (named) ours.insert(parsed.client);
+    }
+    std::vector<std::string> commands;
+    for (const auto& [parsed, named] : seen) {
+      if (ours.contains(parsed.client)) commands.push_back(parsed.command);
+    }
+    return commands;
+  }
+
+ private:
+  struct Parsed {
+    std::string client;   // "127.0.0.1:5678", or "lua" inside a script
+    std::string command;  // upper case as sent
+  };
+
+  // 1795809317.447214 [0 127.0.0.1:57138] "HGETALL" "/mail/ns/…/mailboxes"
+  static Parsed Parse(const std::string& line) {
+    Parsed parsed;
+    size_t open = line.find('[');
+    size_t close = line.find(']', open);
+    if (open == std::string::npos || close == std::string::npos) return parsed;
+    std::string inside = line.substr(open + 1, close - open - 1);
+    parsed.client = inside.substr(inside.find(' ') + 1);
+    size_t quote = line.find('"', close);
+    size_t quote_end = line.find('"', quote + 1);
+    if (quote != std::string::npos && quote_end != std::string::npos) {
+      parsed.command = line.substr(quote + 1, quote_end - quote - 1);
+    }
+    return parsed;
+  }
+
+  bool Next(std::string* line) {
+    void* raw = nullptr;
+    if (redisGetReply(context_, &raw) != REDIS_OK || raw == nullptr) {
+      ok_ = false;
+      return false;
+    }
+    auto* reply = static_cast<redisReply*>(raw);
+    line->assign(reply->str != nullptr ? reply->str : "", reply->str != nullptr ? reply->len : 0);
+    freeReplyObject(reply);
+    return true;
+  }
+
+  const std::string prefix_;
+  redisContext* context_ = nullptr;
+  bool ok_ = false;
+  std::string watcher_;
+};
 
 class RedisBackendTest : public ::testing::Test {
  protected:
@@ -278,6 +413,65 @@ TEST_F(RedisBackendTest, OtherBytesUnderTheSameEmailIdAreNeverMixedUp) {
   EXPECT_EQ(Str({"HGET", content, "full"}), "other bytes");
 }
 
+// The bytes are compared in Redis only when the lengths agree: other bytes
+// of the same length are a collision too, and the same bytes again share
+// the content. The staged copy of the content never stays behind.
+TEST_F(RedisBackendTest, OtherBytesOfTheSameLengthAreACollisionToo) {
+  ASSERT_NO_FATAL_FAILURE(OpenStore());
+  std::string bytes = SampleMessage("mine");
+  std::string email_id = redis::EmailIdOf(bytes);
+  // +1, -2, +1 on three bytes in a row keeps both adler32 sums: the same
+  // email id and length, other bytes.
+  std::string other = bytes;
+  size_t at = other.size() / 2;
+  other[at] = static_cast<char>(other[at] + 1);
+  other[at + 1] = static_cast<char>(other[at + 1] - 2);
+  other[at + 2] = static_cast<char>(other[at + 2] + 1);
+  ASSERT_NE(other, bytes);
+  ASSERT_EQ(redis::EmailIdOf(other), email_id);
+  std::string content = ns_root_ + "content/" + email_id;
+  Run({"HSET", content, "full", other, "header", "x"});
+  Run({"HSET", ns_root_ + "contentrefs", email_id, "1"});
+  auto inbox = Box("INBOX");
+  auto uid = inbox->Append(MakeAppendMessage(bytes), false);
+  MAILFS_ASSERT_OK(uid);
+  EXPECT_NE(inbox->Get(*uid)->email_id, email_id);
+  EXPECT_EQ(*ReadAll(**inbox->Open(*uid)), bytes);
+  EXPECT_EQ(Str({"HGET", content, "full"}), other);
+  EXPECT_EQ(Str({"HGET", ns_root_ + "contentrefs", email_id}), "1");
+
+  // The same bytes as the clashing message share its content.
+  auto same = inbox->Append(MakeAppendMessage(other), false);
+  MAILFS_ASSERT_OK(same);
+  EXPECT_EQ(inbox->Get(*same)->email_id, email_id);
+  EXPECT_EQ(Str({"HGET", ns_root_ + "contentrefs", email_id}), "2");
+  EXPECT_EQ(Str({"HGET", content, "header"}), "x") << "stored content must not be rewritten";
+  for (const std::string& key : Keys()) {
+    EXPECT_EQ(key.find("staged"), std::string::npos) << key;
+  }
+}
+
+// A content hash without `full` (nobody writes one) gets the four fields
+// and keeps its others, as pymap's HSET would leave it.
+TEST_F(RedisBackendTest, AContentHashWithoutFullGetsItsFieldsAndKeepsTheOthers) {
+  ASSERT_NO_FATAL_FAILURE(OpenStore());
+  std::string bytes = SampleMessage("partial");
+  std::string content = ns_root_ + "content/" + redis::EmailIdOf(bytes);
+  Run({"HSET", content, "extra", "kept"});
+  auto inbox = Box("INBOX");
+  auto uid = inbox->Append(MakeAppendMessage(bytes), false);
+  MAILFS_ASSERT_OK(uid);
+  redis::ContentFields fields = redis::BuildContentFields(bytes);
+  EXPECT_EQ(Str({"HGET", content, "full"}), bytes);
+  EXPECT_EQ(Str({"HGET", content, "full-json"}), fields.full_json);
+  EXPECT_EQ(Str({"HGET", content, "header"}), fields.header);
+  EXPECT_EQ(Str({"HGET", content, "header-json"}), fields.header_json);
+  EXPECT_EQ(Str({"HGET", content, "extra"}), "kept");
+  for (const std::string& key : Keys()) {
+    EXPECT_EQ(key.find("staged"), std::string::npos) << key;
+  }
+}
+
 TEST_F(RedisBackendTest, RecordsAndContentAreStoredAsPymapReadsThem) {
   ASSERT_NO_FATAL_FAILURE(OpenStore());
   auto inbox = Box("INBOX");
@@ -301,6 +495,215 @@ TEST_F(RedisBackendTest, RecordsAndContentAreStoredAsPymapReadsThem) {
   for (const std::string& key : redis::ThreadKeysOf(bytes)) {
     EXPECT_EQ(Str({"HGET", ns_root_ + "threadkeys", key}), inbox->Get(*uid)->thread_id);
   }
+}
+
+// What each message operation costs: an append, a stat (Get) of a message
+// whose size is known and a claim of \Recent are one round trip each, a
+// read (Open) two. The list of mailboxes is read once for the lookups
+// that follow one another.
+TEST_F(RedisBackendTest, MessageOperationsTakeTheirRoundTrips) {
+  ASSERT_NO_FATAL_FAILURE(OpenStore());
+  auto inbox = Box("INBOX");
+  ASSERT_NE(inbox, nullptr);
+  Append("INBOX", "warm-up");  // opens the pool's connection
+  CommandWatch watch(address_struct_, prefix_);
+  ASSERT_TRUE(watch.FindWatcher()) << "no XREAD from the store's watcher";
+  const std::vector<std::string> one_script = {"EVALSHA"};
+  const std::vector<std::string> record = {"ZSCORE", "HGET", "HGET"};  // pipelined
+  const std::string bytes = SampleMessage("counted");
+  uint32_t uid = 0;
+  // The content staged by plain commands, and the script, in one MULTI.
+  EXPECT_EQ(watch.During(*connection_,
+                         [&] {
+                           auto appended = inbox->Append(MakeAppendMessage(bytes), true);
+                           MAILFS_ASSERT_OK(appended);
+                           uid = *appended;
+                         }),
+            (std::vector<std::string>{"MULTI", "HSET", "PEXPIRE", "EVALSHA", "EXEC"}));
+  EXPECT_EQ(watch.During(*connection_,
+                         [&] {
+                           auto info = inbox->Get(uid);
+                           MAILFS_ASSERT_OK(info);
+                           EXPECT_EQ(info->size, bytes.size());
+                         }),
+            record);
+  EXPECT_EQ(watch.During(*connection_,
+                         [&] {
+                           auto reader = inbox->Open(uid);
+                           MAILFS_ASSERT_OK(reader);
+                           EXPECT_EQ(*ReadAll(**reader), bytes);
+                         }),
+            (std::vector<std::string>{"ZSCORE", "HGET", "HGET", "HGET"}));
+  EXPECT_EQ(watch.During(*connection_,
+                         [&] {
+                           auto claimed = inbox->ClaimRecent();
+                           MAILFS_ASSERT_OK(claimed);
+                           EXPECT_EQ(*claimed, std::vector<uint32_t>{uid});
+                         }),
+            one_script);
+  watch.During(*connection_, [&] { MAILFS_ASSERT_OK(set_->AddMailbox("Fresh")); });
+  // Once the watcher's poll has seen Fresh (and acted on it before its
+  // next poll), the next ones find no change and leave the list this
+  // store keeps alone.
+  ASSERT_TRUE(watch.AwaitWatcher("HGETALL"));
+  ASSERT_TRUE(watch.AwaitWatcher("HGETALL"));
+  EXPECT_EQ(watch.During(*connection_,
+                         [&] {
+                           for (int i = 0; i < 3; ++i) {
+                             auto names = set_->ListMailboxes();
+                             MAILFS_ASSERT_OK(names);
+                             EXPECT_EQ(*names, (std::vector<std::string>{"Fresh", "INBOX"}));
+                           }
+                         }),
+            std::vector<std::string>{"HGETALL"});
+}
+
+// The list of mailboxes ListMailboxes keeps between calls follows this
+// store's changes at once and another writer's within a poll.
+TEST_F(RedisBackendTest, TheMailboxListFollowsChangesHereAtOnceAndElsewhereSoon) {
+  ASSERT_NO_FATAL_FAILURE(OpenStore());
+  Box("INBOX");  // starts the watcher
+  auto names = [&] {
+    auto listed = set_->ListMailboxes();
+    EXPECT_TRUE(listed.ok()) << listed.status().ToString();
+    return listed.ok() ? *listed : std::vector<std::string>();
+  };
+  EXPECT_EQ(names(), std::vector<std::string>{"INBOX"});
+  MAILFS_ASSERT_OK(set_->AddMailbox("Here"));
+  EXPECT_EQ(names(), (std::vector<std::string>{"Here", "INBOX"}));
+  MAILFS_ASSERT_OK(set_->RenameMailbox("Here", "There"));
+  EXPECT_EQ(names(), (std::vector<std::string>{"INBOX", "There"}));
+  MAILFS_ASSERT_OK(set_->DeleteMailbox("There"));
+  EXPECT_EQ(names(), std::vector<std::string>{"INBOX"});
+
+  auto other = Open();
+  MAILFS_ASSERT_OK(other);
+  MAILFS_ASSERT_OK((*other)->AddMailbox("Elsewhere"));
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (names() != std::vector<std::string>{"Elsewhere", "INBOX"} &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(names(), (std::vector<std::string>{"Elsewhere", "INBOX"}))
+      << "another writer's mailbox did not show within 2 s";
+}
+
+// The watcher reads this store's own changes back from the streams; they
+// were reported when made and are not reported again. Another writer's
+// still are, once.
+TEST_F(RedisBackendTest, OwnChangesAreReportedOnceAndOtherWritersChangesStillAre) {
+  ASSERT_NO_FATAL_FAILURE(OpenStore());
+  auto inbox = Box("INBOX");
+  auto archive_id = set_->AddMailbox("Archive");
+  MAILFS_ASSERT_OK(archive_id);
+  auto archive = Box("Archive");
+  uint64_t cursor = set_->ChangeCursor();
+  // Every change the feed reports within `window`, as "kind mailbox uid".
+  auto reported = [&](std::chrono::milliseconds window) {
+    std::multiset<std::string> seen;
+    auto deadline = std::chrono::steady_clock::now() + window;
+    for (auto now = std::chrono::steady_clock::now(); now < deadline;
+         now = std::chrono::steady_clock::now()) {
+      ChangeBatch batch = set_->WaitForChanges(
+          &cursor, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+      EXPECT_FALSE(batch.overflowed);
+      for (const Change& change : batch.changes) {
+        for (uint32_t uid : change.uids) {
+          seen.insert(fmt::format("{} {} {}", static_cast<int>(change.kind), change.mailbox, uid));
+        }
+      }
+    }
+    return seen;
+  };
+  auto entry = [](Change::Kind kind, std::string_view mailbox, uint32_t uid) {
+    return fmt::format("{} {} {}", static_cast<int>(kind), mailbox, uid);
+  };
+  uint32_t uid = Append("INBOX", "mine");
+  MAILFS_ASSERT_OK(inbox->Update(uid, *FlagSet::Parse("\\Seen"), FlagOp::kAdd));
+  auto moved = inbox->Move(uid, *archive, false);
+  MAILFS_ASSERT_OK(moved);
+  MAILFS_ASSERT_OK(archive->Delete(std::vector<uint32_t>{*moved}));
+  // The watcher reads every 200 ms: a second is long enough to see it
+  // report anything twice.
+  EXPECT_EQ(reported(1s), (std::multiset<std::string>{
+                              entry(Change::Kind::kMessagesAdded, "INBOX", uid),
+                              entry(Change::Kind::kFlagsChanged, "INBOX", uid),
+                              entry(Change::Kind::kMessagesAdded, "Archive", *moved),
+                              entry(Change::Kind::kMessagesExpunged, "INBOX", uid),
+                              entry(Change::Kind::kMessagesExpunged, "Archive", *moved),
+                          }));
+
+  auto other = Open();
+  MAILFS_ASSERT_OK(other);
+  auto other_inbox = (*other)->GetMailbox("INBOX");
+  MAILFS_ASSERT_OK(other_inbox);
+  auto theirs = (*other_inbox)->Append(MakeAppendMessage(SampleMessage("theirs")), false);
+  MAILFS_ASSERT_OK(theirs);
+  MAILFS_ASSERT_OK((*other_inbox)->Update(*theirs, *FlagSet::Parse("\\Flagged"), FlagOp::kAdd));
+  EXPECT_EQ(reported(1s), (std::multiset<std::string>{
+                              entry(Change::Kind::kMessagesAdded, "INBOX", *theirs),
+                              entry(Change::Kind::kFlagsChanged, "INBOX", *theirs),
+                          }));
+}
+
+// Messages of every size read back as stored, their sizes right whether
+// known beforehand or not.
+TEST_F(RedisBackendTest, SmallAndBigMessagesReadBack) {
+  ASSERT_NO_FATAL_FAILURE(OpenStore());
+  auto inbox = Box("INBOX");
+  std::vector<std::pair<uint32_t, std::string>> stored;
+  for (size_t size : {size_t{100}, size_t{65536}, size_t{300000}, size_t{5 << 20}}) {
+    std::string bytes = SampleMessage("sized");
+    bytes.resize(size > bytes.size() ? size : bytes.size(), 'x');
+    auto uid = inbox->Append(MakeAppendMessage(bytes), false);
+    MAILFS_ASSERT_OK(uid);
+    stored.emplace_back(*uid, std::move(bytes));
+  }
+  for (bool fresh : {false, true}) {
+    if (fresh) {  // a fresh store knows no size
+      set_.reset();
+      ASSERT_NO_FATAL_FAILURE(OpenStore());
+      inbox = Box("INBOX");
+    }
+    for (const auto& [uid, bytes] : stored) {
+      auto info = inbox->Get(uid);
+      MAILFS_ASSERT_OK(info);
+      EXPECT_EQ(info->size, bytes.size());
+      auto reader = inbox->Open(uid);
+      MAILFS_ASSERT_OK(reader);
+      EXPECT_EQ((*reader)->size(), bytes.size());
+      EXPECT_TRUE(*ReadAll(**reader) == bytes) << bytes.size();
+    }
+  }
+}
+
+// Sizes come from HSTRLEN; only a length of 0 asks whether `full` exists:
+// an empty message is listed, one whose content is gone is not.
+TEST_F(RedisBackendTest, AnEmptyMessageIsListedWithSizeZero) {
+  ASSERT_NO_FATAL_FAILURE(OpenStore());
+  Append("INBOX", "empty");
+  Append("INBOX", "gone");
+  Append("INBOX", "kept");
+  auto inbox = Box("INBOX");
+  std::string empty_id = inbox->Get(1)->email_id;
+  std::string gone_id = inbox->Get(2)->email_id;
+  Run({"HSET", ns_root_ + "content/" + empty_id, "full", ""});
+  Run({"HDEL", ns_root_ + "content/" + gone_id, "full"});
+  set_.reset();  // a fresh store: no size cached
+  ASSERT_NO_FATAL_FAILURE(OpenStore());
+  inbox = Box("INBOX");
+  auto found = inbox->Find(1, UINT32_MAX);
+  MAILFS_ASSERT_OK(found);
+  ASSERT_EQ(found->size(), 2u);
+  EXPECT_EQ((*found)[0].uid, 1u);
+  EXPECT_EQ((*found)[0].size, 0u);
+  EXPECT_EQ((*found)[1].uid, 3u);
+  EXPECT_EQ((*found)[1].size, SampleMessage("kept").size());
+  auto empty = inbox->Get(1);
+  MAILFS_ASSERT_OK(empty);
+  EXPECT_EQ(empty->size, 0u);
+  MAILFS_EXPECT_CODE(inbox->Get(2), kCorrupt);
+  MAILFS_EXPECT_CODE(inbox->Open(2), kCorrupt);
 }
 
 TEST(RedisUrlTest, ParsesEveryPart) {
@@ -327,6 +730,62 @@ TEST(RedisUrlTest, ParsesEveryPart) {
                           "redis://u:%zz@h", "redis://[::1"}) {
     MAILFS_EXPECT_CODE(redis::ParseRedisUrl(bad), kInvalidArgument) << bad;
   }
+}
+
+// A server that lost its scripts (SCRIPT FLUSH, or a restart behind a
+// proxy) gets them again: appends (a MULTI around the script) and the
+// other operations (EVALSHA alone: ClaimRecent here) go on, and nothing
+// staged stays.
+TEST(RedisScriptTest, AServerThatForgotTheScriptsIsGivenThemAgain) {
+  auto server = RedisServer::Start();
+  ASSERT_NE(server, nullptr);
+  auto set = OpenSource(server->url(), {{"login", "forgetful"}});
+  MAILFS_ASSERT_OK(set);
+  auto inbox = (*set)->GetMailbox("INBOX");
+  MAILFS_ASSERT_OK(inbox);
+  auto first = (*inbox)->Append(MakeAppendMessage(SampleMessage("first")), false);
+  MAILFS_ASSERT_OK(first);
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(server->CliOk({"SCRIPT", "FLUSH"}));
+    auto next =
+        (*inbox)->Append(MakeAppendMessage(SampleMessage(fmt::format("after {}", round))), false);
+    MAILFS_ASSERT_OK(next);
+    EXPECT_GT(*next, *first);
+    ASSERT_TRUE(server->CliOk({"SCRIPT", "FLUSH"}));
+    MAILFS_ASSERT_OK((*inbox)->ClaimRecent());
+    auto reader = (*inbox)->Open(*next);
+    MAILFS_ASSERT_OK(reader);
+    EXPECT_EQ(*ReadAll(**reader), SampleMessage(fmt::format("after {}", round)));
+  }
+  EXPECT_EQ(server->Cli({"EVAL", "return #redis.call('KEYS', '*staged*')", "0"}), "0");
+}
+
+// A big message is written to the socket from the caller's memory: when
+// the server stops reading, the append fails within the command timeout
+// (not when the socket buffers happen to drain), and the store works
+// again once the server does.
+TEST(RedisStalledServerTest, ABigAppendToAStoppedServerFailsWithinTheTimeout) {
+  auto server = RedisServer::Start();
+  ASSERT_NE(server, nullptr);
+  auto set = OpenSource(server->url(), {{"login", "stalled"}, {"timeout", "1"}});
+  MAILFS_ASSERT_OK(set);
+  auto inbox = (*set)->GetMailbox("INBOX");
+  MAILFS_ASSERT_OK(inbox);
+  std::string big = SampleMessage("big");
+  big.resize(8 << 20, 'x');
+  MAILFS_ASSERT_OK((*inbox)->Append(MakeAppendMessage(big), false));
+  ASSERT_EQ(kill(server->pid(), SIGSTOP), 0);
+  auto start = std::chrono::steady_clock::now();
+  auto stalled = (*inbox)->Append(MakeAppendMessage(big + "y"), false);
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(kill(server->pid(), SIGCONT), 0);
+  MAILFS_EXPECT_CODE(stalled, kUnavailable);
+  EXPECT_LT(took, 3s) << "the append waited past its 1 s timeout";
+  auto after = (*inbox)->Append(MakeAppendMessage(big + "z"), false);
+  MAILFS_ASSERT_OK(after);
+  auto reader = (*inbox)->Open(*after);
+  MAILFS_ASSERT_OK(reader);
+  EXPECT_TRUE(*ReadAll(**reader) == big + "z");
 }
 
 // An ACL user with a password from a file or the environment, and a

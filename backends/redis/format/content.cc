@@ -79,6 +79,31 @@ size_t HeaderLineCount(std::string_view data, Lines lines) {
   return 0;
 }
 
+// The header's lines alone (what HeaderLineCount counts over FindLines),
+// without splitting the body into lines: for the email id and the thread
+// keys, which read nothing else. `*ends_message` says whether the line
+// that ends the header is the message's last line (no body line at all).
+std::vector<Line> FindHeaderLines(std::string_view data, bool* ends_message) {
+  std::vector<Line> lines;
+  size_t start = 0;
+  while (true) {
+    const size_t lf = data.find('\n', start);
+    const bool last = lf == std::string_view::npos;
+    const size_t end = last ? data.size() : (lf > start && data[lf - 1] == '\r') ? lf - 1 : lf;
+    lines.push_back({start, end, last ? data.size() : lf + 1});
+    const std::string_view text = TextOf(data, lines.back());
+    if (std::all_of(text.begin(), text.end(), IsWhitespace)) {
+      *ends_message = last;
+      return lines;
+    }
+    if (last) {  // no line ends the header: there is no header
+      *ends_message = false;
+      return {};
+    }
+    start = lf + 1;
+  }
+}
+
 // One header field: its first line and the continuation lines (those that
 // start with whitespace). A line before the first field that starts with
 // whitespace, and a field without a colon, are dropped.
@@ -432,8 +457,8 @@ std::string EmailIdOf(std::string_view message) {
   // of the body's last. When the body has no line (the blank line that
   // ends the header is the last line: "Subject: x\r\n", or "") get_raw
   // slices [0:-1] and the last byte is not hashed.
-  const std::vector<Line> lines = FindLines(message);
-  const bool no_body = HeaderLineCount(message, lines) == lines.size();
+  bool no_body = false;
+  FindHeaderLines(message, &no_body);
   const uint32_t sum = Adler32(no_body ? WithoutLastByte(message) : message);
   char id[10];
   std::snprintf(id, sizeof(id), "M%08x", sum);
@@ -441,8 +466,8 @@ std::string EmailIdOf(std::string_view message) {
 }
 
 std::vector<std::string> ThreadKeysOf(std::string_view message) {
-  const std::vector<Line> lines = FindLines(message);
-  const Lines header = Lines(lines).first(HeaderLineCount(message, lines));
+  bool ends_message = false;
+  const std::vector<Line> header = FindHeaderLines(message, &ends_message);
   const std::vector<Field> fields = FindFields(message, header);
   // ParsedHeaders: the first field of a name, but none when parsing any
   // field of that name raises IndexError.
