@@ -78,6 +78,11 @@ bool ParseDate(std::string_view text, UnixSeconds* out) {
 
 int64_t Now() { return static_cast<int64_t>(time(nullptr)); }
 
+bool IsEmpty(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && st.st_size == 0;
+}
+
 // The process (thread group) of a thread: FUSE requests carry the calling
 // thread's id. A thread that is gone maps to itself.
 pid_t ProcessOf(pid_t thread) {
@@ -1011,7 +1016,12 @@ int Driver::RenamePending(const Resolved& source, Ino new_parent, std::string_vi
     pending_[std::make_pair(new_parent, file->name)] = file;
     // A scratch file that nobody holds open any more becomes a message now
     // (rsync's temporary, sed -i's output); otherwise at its last close.
-    commit_now = !to_scratch && file->writers == 0;
+    // "Closed" is the writers' close() (flush), not the release the kernel
+    // sends after it without waiting: `close(fd); rename(...)` must find
+    // the message stored when rename returns. A descriptor still held
+    // (a child's copy) may write more: that is appended again at release.
+    commit_now =
+        !to_scratch && (file->writers == 0 || (file->unflushed_writers == 0 && !IsEmpty(file->fd)));
     if (commit_now) file->state = PendingFile::State::kCommitting;
   }
   if (!commit_now) return 0;
@@ -1271,11 +1281,6 @@ int Driver::Write(Ino ino, uint64_t handle, uint64_t offset, std::string_view da
   }
   *written = done;
   return 0;
-}
-
-static bool IsEmpty(int fd) {
-  struct stat st {};
-  return ::fstat(fd, &st) == 0 && st.st_size == 0;
 }
 
 int Driver::Flush(uint64_t handle, pid_t caller) {

@@ -349,6 +349,33 @@ TEST_P(WriteTest, RenamingAScratchFileToAVisibleNameAppendsIt) {
   EXPECT_TRUE(Listed(P("Work"), Name(added[0])));
 }
 
+// The kernel sends the release of a closed file after close() has returned,
+// without waiting: rename right after close must not depend on it. Holding
+// a second descriptor (a dup: the release waits for both) makes the late
+// release certain instead of a matter of timing.
+TEST_P(WriteTest, RenamingAScratchFileRightAfterCloseAppendsItBeforeRenameReturns) {
+  ASSERT_NO_FATAL_FAILURE(MountStore());
+  std::string message = TestMessage("renamed-after-close");
+  ScopedFd fd(::open(P("Work/.partial").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  ASSERT_GE(fd.get(), 0) << ErrnoName(errno);
+  ASSERT_EQ(::write(fd.get(), message.data(), message.size()),
+            static_cast<ssize_t>(message.size()));
+  ScopedFd held(::dup(fd.get()));
+  ASSERT_GE(held.get(), 0) << ErrnoName(errno);
+  ASSERT_SYSCALL_OK(fd.Close());
+  auto before = StoreUids(store(), "Work");
+  EXPECT_SYSCALL_OK(::rename(P("Work/.partial").c_str(), P("Work/partial.eml").c_str()));
+  auto added = NewUids(before, StoreUids(store(), "Work"));
+  ASSERT_EQ(added.size(), 1u);
+  EXPECT_EQ(StoreBytes(store(), "Work", added[0]), message);
+  ASSERT_SYSCALL_OK(held.Close());
+  // The release changes nothing: still one message, the same bytes.
+  EXPECT_EQ(NewUids(before, StoreUids(store(), "Work")), added);
+  auto read = ReadFile(P("Work/" + Name(added[0])));
+  ASSERT_TRUE(read);
+  EXPECT_EQ(*read, message);
+}
+
 TEST_P(WriteTest, RenamingANonMessageScratchFileIsRefused) {
   ASSERT_NO_FATAL_FAILURE(MountStore());
   ASSERT_TRUE(WriteFile(P("Work/.list"), "eggs\nmilk\n").ok());
