@@ -85,9 +85,12 @@ std::string HexOf(const ObjectBytes& bytes) {
   return hex;
 }
 
-MessageIds IdsFromFields(const std::vector<std::string>& ext) {
+namespace {
+
+template <typename Fields>
+MessageIds IdsOf(const Fields& ext) {
   MessageIds ids;
-  for (const std::string& field : ext) {
+  for (std::string_view field : ext) {
     if (auto email = ParseHexField(field, "E(M", ")")) {
       ids.email = *email;
       ids.has_email = true;
@@ -102,6 +105,11 @@ MessageIds IdsFromFields(const std::vector<std::string>& ext) {
   }
   return ids;
 }
+
+}  // namespace
+
+MessageIds IdsFromFields(const std::vector<std::string>& ext) { return IdsOf(ext); }
+MessageIds IdsFromFields(std::span<const std::string_view> ext) { return IdsOf(ext); }
 
 std::vector<std::string> FieldsForIds(const ObjectBytes& email, const ObjectBytes& thread) {
   return {fmt::format("E(M{})", HexOf(email)), fmt::format("T(T{})", HexOf(thread))};
@@ -185,6 +193,12 @@ void MessageIndex::Assign(std::vector<Entry> sorted) {
   for (Entry& e : entries_) e.alive = true;
   live_ = entries_.size();
   Rehash(std::max<size_t>(64, live_ * 2));
+}
+
+void MessageIndex::Reserve(size_t entries) {
+  entries_.reserve(entries);
+  size_t wanted = std::max<size_t>(64, entries * 2);
+  if (slots_.size() < wanted) Rehash(wanted);
 }
 
 Entry* MessageIndex::FindBase(std::string_view base) {

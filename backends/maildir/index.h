@@ -9,12 +9,14 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -44,6 +46,7 @@ struct MessageIds {
   bool has_thread = false;
 };
 MessageIds IdsFromFields(const std::vector<std::string>& ext);
+MessageIds IdsFromFields(std::span<const std::string_view> ext);
 std::vector<std::string> FieldsForIds(const ObjectBytes& email, const ObjectBytes& thread);
 // "M<hex>" / "T<hex>" for a message with these ids and base name.
 std::string EmailIdOf(const MessageIds& ids, std::string_view base);
@@ -118,6 +121,7 @@ struct Entry {
   bool in_new = false;      // in new/: \Recent, not yet claimed
   bool alive = true;        // false: a tombstone awaiting compaction
   bool stat_known = false;  // mtime and size are filled in
+  bool listed = false;      // Folder::Reload: its file was seen in new/ or cur/
   int64_t mtime = 0;
   uint64_t size = 0;
   CompactName name;  // the current file name in new/ or cur/
@@ -154,6 +158,19 @@ class MessageIndex {
   void Clear();
   // Replaces the contents with these entries, sorted by UID, all live.
   void Assign(std::vector<Entry> sorted);
+  // Makes room for this many entries, so that adding them one at a time
+  // never holds the old and the grown array at once.
+  void Reserve(size_t entries);
+  // Removes every live entry for which `pred` returns true (it may take
+  // from the entry what it needs first), in one pass.
+  template <typename F>
+  void RemoveIf(F&& pred) {
+    size_t before = entries_.size();
+    std::erase_if(entries_, [&](Entry& e) { return !e.alive || pred(e); });
+    if (entries_.size() == before) return;
+    live_ = entries_.size();
+    Rehash(std::max<size_t>(64, live_ * 2));
+  }
 
   size_t size() const { return live_; }
   // Live entries in UID order.
