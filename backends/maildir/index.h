@@ -3,8 +3,10 @@
 // when something changed (inotify events naming the files, a uidlist whose
 // size or inode moved), never re-read per message.
 //
-// Memory: one Entry per message (about 100 bytes plus the file name), one
-// hash-map slot per message to find it by base name.
+// Memory: one 40-byte Entry per message, its file name in a pool block
+// (the name's length plus one, rounded up to 8), and 4 to 8 bytes of
+// hash slots to find it by base name: about 100 bytes a message for the
+// Dovecot names of a million-message folder.
 #pragma once
 
 #include <sys/types.h>
