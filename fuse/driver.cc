@@ -220,7 +220,8 @@ Driver::Driver(std::shared_ptr<MailboxSet> store, DriverOptions options)
       options_(std::move(options)),
       owner_uid_(getuid()),
       owner_gid_(getgid()),
-      mount_time_(Now()) {
+      mount_time_(Now()),
+      nodes_(&node_pool_) {
   AddNode(kRootIno, NodeKind::kRoot);
 }
 

@@ -31,6 +31,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <memory_resource>
 #include <mutex>
 #include <set>
 #include <string>
@@ -224,8 +225,12 @@ class Driver {
   const int64_t mount_time_;
 
   std::mutex mu_;
-  // Every inode the kernel may know, and every directory ever shown.
-  std::unordered_map<Ino, Node> nodes_;
+  // Every inode the kernel may know, and every directory ever shown. Its
+  // hash nodes (48 bytes; one per listed message, a million for a big
+  // mailbox) come from a pool: malloc would make each a 64-byte block.
+  // Freed nodes are reused for new ones, not returned to malloc.
+  std::pmr::unsynchronized_pool_resource node_pool_;
+  std::pmr::unordered_map<Ino, Node> nodes_;   // on node_pool_ (the constructor)
   std::map<std::string, Ino> directory_inos_;  // mailbox name -> inode
   Ino next_ino_ = 2;
   // Mailbox identities seen by this mount; index + 1 is the key.

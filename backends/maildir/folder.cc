@@ -80,14 +80,12 @@ Result<std::string> ReadHead(const std::string& path) {
   return head;
 }
 
-struct DirFile {
-  std::string name;
-  bool in_new = false;
-};
-
-// The message files of cur/ and new/: regular files with a safe name.
-// Symlinks and other oddities are logged and skipped, never followed.
-Status ListMessageFiles(const std::string& dir, std::vector<DirFile>* out) {
+// Calls each(name, in_new) for the message files of cur/ and new/: regular
+// files with a safe name, as they are read (a million-message folder never
+// holds all its names at once). Symlinks and other oddities are logged and
+// skipped, never followed.
+template <typename Each>
+Status ForEachMessageFile(const std::string& dir, Each&& each) {
   for (bool in_new : {false, true}) {
     std::string sub = dir + (in_new ? "/new" : "/cur");
     DIR* d = opendir(sub.c_str());
@@ -112,7 +110,7 @@ Status ListMessageFiles(const std::string& dir, std::vector<DirFile>* out) {
         spdlog::warn("maildir: skipping {}/{}: {}", sub, PrintableForLog(name), *reason);
         continue;
       }
-      out->push_back(DirFile{std::string(name), in_new});
+      each(name, in_new);
     }
     closedir(d);
   }
@@ -167,10 +165,30 @@ Status Folder::LoadKeywords() {
   return Status::Ok();
 }
 
-Status Folder::ParseWholeUidlist(std::string_view bytes, const struct stat& st, Uidlist* out) {
-  auto parsed = Uidlist::Parse(bytes);
-  if (!parsed.ok()) return parsed.status();
-  for (const UidlistProblem& problem : parsed->problems) {
+Status Folder::ScanWholeUidlist(std::string_view bytes, const struct stat& st, MessageIndex* out) {
+  // Every line becomes an entry named by its base name, not yet listed;
+  // Reload then matches the files with them. Lines are counted first so
+  // that the index is allocated once, at its final size.
+  out->Reserve(static_cast<size_t>(std::count(bytes.begin(), bytes.end(), '\n')));
+  auto scan = Uidlist::Scan(bytes, [&](const UidlistLine& line) -> uint32_t {
+    std::string_view base = line.BaseName();
+    uint32_t earlier = 0;
+    if (Entry* old = out->FindBase(base)) {
+      earlier = old->uid;  // Dovecot's "Duplicate file entry": the later line wins
+      out->Remove(earlier);
+    }
+    Entry entry;
+    entry.uid = line.uid;
+    entry.ids = IdsFromFields(line.ext);
+    entry.name = base;
+    out->Add(std::move(entry));
+    return earlier;
+  });
+  if (!scan.ok()) {
+    out->Clear();
+    return scan.status();
+  }
+  for (const UidlistProblem& problem : scan->problems) {
     spdlog::warn("maildir: {}/{} line {}: {}", dir_, kUidlistName, problem.line, problem.reason);
   }
   size_t eol = bytes.find('\n');
@@ -180,11 +198,17 @@ Status Folder::ParseWholeUidlist(std::string_view bytes, const struct stat& st, 
   size_t complete = bytes.rfind('\n') + 1;
   uidlist_offset_ = complete;
   uidlist_ends_in_newline_ = complete == bytes.size();
-  uidlist_needs_rewrite_ = !parsed->problems.empty() || parsed->header.version != kUidlistVersion ||
-                           parsed->header.guid.empty();
-  uidlist_records_ = parsed->records.size();
-  next_uid_ = parsed->NextUid();
-  *out = std::move(parsed).value();
+  uidlist_needs_rewrite_ = !scan->problems.empty() || scan->header.version != kUidlistVersion ||
+                           scan->header.guid.empty();
+  uidlist_records_ = scan->records;
+  next_uid_ = scan->NextUid();
+  if (scan->header.uid_validity != 0) {
+    if (loaded_ && uid_validity_ != scan->header.uid_validity) {
+      spdlog::warn("maildir: {}: UIDVALIDITY changed from {} to {}", dir_, uid_validity_,
+                   scan->header.uid_validity);
+    }
+    uid_validity_ = scan->header.uid_validity;
+  }
   return Status::Ok();
 }
 
@@ -204,118 +228,88 @@ Status Folder::Reload() {
 
   // The uidlist first, then the directories: a file renamed in after the
   // listing gets its line after it too, so it is at worst pending.
-  Uidlist uidlist;
-  auto tail = ReadFileFrom(UidlistPath(), 0);
-  if (tail.ok()) {
-    Status parsed = ParseWholeUidlist(tail->bytes, tail->st, &uidlist);
-    if (!parsed.ok()) {
-      spdlog::warn("maildir: {}: {}; it will be rewritten", UidlistPath(), parsed.ToString());
+  // The new index is built straight from the uidlist's lines (one entry
+  // each, named by the base name), then the files are matched with it as
+  // readdir returns them: at no point are the file's bytes, its parsed
+  // records, the directory's names and the index all held at once, which
+  // for a million messages cost 500 bytes each.
+  MessageIndex fresh;
+  {
+    auto tail = ReadFileFrom(UidlistPath(), 0);
+    if (tail.ok()) {
+      Status parsed = ScanWholeUidlist(tail->bytes, tail->st, &fresh);
+      if (!parsed.ok()) {
+        spdlog::warn("maildir: {}: {}; it will be rewritten", UidlistPath(), parsed.ToString());
+        uidlist_needs_rewrite_ = true;
+        uidlist_ino_ = 0;
+        uidlist_offset_ = 0;
+      }
+    } else if (tail.status().code() == ErrorCode::kNotFound ||
+               tail.status().code() == ErrorCode::kCorrupt) {
+      // Missing, or not a file (a symlink, a directory): Dovecot would start
+      // a new one too. The next write replaces it; nothing is followed.
+      if (tail.status().code() == ErrorCode::kCorrupt) {
+        spdlog::warn("maildir: {}; it will be replaced", tail.status().detail());
+      }
       uidlist_needs_rewrite_ = true;
       uidlist_ino_ = 0;
       uidlist_offset_ = 0;
+    } else {
+      return tail.status();
     }
-  } else if (tail.status().code() == ErrorCode::kNotFound ||
-             tail.status().code() == ErrorCode::kCorrupt) {
-    // Missing, or not a file (a symlink, a directory): Dovecot would start
-    // a new one too. The next write replaces it; nothing is followed.
-    if (tail.status().code() == ErrorCode::kCorrupt) {
-      spdlog::warn("maildir: {}; it will be replaced", tail.status().detail());
-    }
-    uidlist_needs_rewrite_ = true;
-    uidlist_ino_ = 0;
-    uidlist_offset_ = 0;
-  } else {
-    return tail.status();
-  }
-  if (uidlist.header.uid_validity != 0) {
-    if (loaded_ && uid_validity_ != uidlist.header.uid_validity) {
-      spdlog::warn("maildir: {}: UIDVALIDITY changed from {} to {}", dir_, uid_validity_,
-                   uidlist.header.uid_validity);
-    }
-    uid_validity_ = uidlist.header.uid_validity;
   }
   if (uid_validity_ == 0) uid_validity_ = 1;
   if (Status s = LoadKeywords(); !s.ok()) return s;
 
-  std::vector<DirFile> files;
-  if (Status s = ListMessageFiles(dir_, &files); !s.ok()) return s;
-
-  // The uidlist's lines by base name: one sorted array of views into the
-  // parsed file rather than a map, so that building the index of a big
-  // folder leaves no trail of small freed blocks between its own.
-  struct Line {
-    std::string_view base;
-    const UidlistRecord* record;
-    bool used;
-  };
-  std::vector<Line> lines;
-  lines.reserve(uidlist.records.size());
-  for (const UidlistRecord& record : uidlist.records) {
-    lines.push_back(Line{record.BaseName(), &record, false});
-  }
-  std::sort(lines.begin(), lines.end(),
-            [](const Line& a, const Line& b) { return a.base < b.base; });
-  auto find_line = [&](std::string_view base) -> Line* {
-    auto it = std::lower_bound(lines.begin(), lines.end(), base,
-                               [](const Line& l, std::string_view b) { return l.base < b; });
-    return it != lines.end() && it->base == base ? &*it : nullptr;
-  };
-
-  // Build the new index, keeping what the old one knew of unchanged files.
-  // Entries are collected, sorted by UID and indexed at once: readdir
-  // order is not UID order, and inserting each in place is quadratic.
-  std::vector<Entry> built;
-  built.reserve(files.size());
+  // Match the files with the entries, keeping what the old index knew of
+  // unchanged files.
   std::map<std::string, Pending, std::less<>> pending;
   FolderChanges changes;
-  for (DirFile& file : files) {
-    std::string_view base = BaseName(file.name);
-    Line* line = find_line(base);
-    if ((line != nullptr && line->used) || pending.contains(base)) {
+  Status listed = ForEachMessageFile(dir_, [&](std::string_view name, bool in_new) {
+    std::string_view base = BaseName(name);
+    Entry* entry = fresh.FindBase(base);
+    if ((entry != nullptr && entry->listed) || pending.contains(base)) {
       spdlog::warn("maildir: {}: two files share the base name of {}; ignoring the second", dir_,
-                   file.name);
-      continue;
+                   name);
+      return;
     }
-    if (line == nullptr) {
-      if (!rejected_.contains(base)) {
-        std::string key(base);
-        pending[key] = Pending{std::move(file.name), file.in_new};
-      }
-      continue;
+    if (entry == nullptr) {
+      if (!rejected_.contains(base)) pending.emplace(base, Pending{std::string(name), in_new});
+      return;
     }
-    auto parsed = ParseFileName(file.name);
-    if (!parsed.ok()) continue;
-    Entry entry;
-    entry.uid = line->record->uid;
-    entry.ids = IdsFromFields(line->record->ext);
-    entry.system = parsed->flags.system;
-    entry.letters = parsed->flags.keywords;
-    entry.in_new = file.in_new;
-    if (Entry* old = loaded_ ? index_.Find(entry.uid) : nullptr) {
+    auto parsed = ParseFileName(name);
+    if (!parsed.ok()) return;  // stays unlisted: an orphan line
+    entry->system = parsed->flags.system;
+    entry->letters = parsed->flags.keywords;
+    entry->in_new = in_new;
+    if (Entry* old = loaded_ ? index_.Find(entry->uid) : nullptr) {
       if (old->base() == base) {
-        if (old->name == file.name && old->in_new == file.in_new) {
-          entry.stat_known = old->stat_known;
-          entry.mtime = old->mtime;
-          entry.size = old->size;
+        if (old->name == name && old->in_new == in_new) {
+          entry->stat_known = old->stat_known;
+          entry->mtime = old->mtime;
+          entry->size = old->size;
         }
-        if (old->system != entry.system || old->letters != entry.letters) {
-          changes.flags_changed.push_back(entry.uid);
+        if (old->system != entry->system || old->letters != entry->letters) {
+          changes.flags_changed.push_back(entry->uid);
         }
       } else {
-        changes.expunged.push_back(entry.uid);
-        changes.added.push_back(entry.uid);
+        changes.expunged.push_back(entry->uid);
+        changes.added.push_back(entry->uid);
       }
     } else if (loaded_) {
-      changes.added.push_back(entry.uid);
+      changes.added.push_back(entry->uid);
     }
-    entry.name = std::move(file.name);
-    line->used = true;
-    built.push_back(std::move(entry));
-  }
-  std::sort(built.begin(), built.end(),
-            [](const Entry& a, const Entry& b) { return a.uid < b.uid; });
-  MessageIndex fresh;
-  fresh.Assign(std::move(built));
+    entry->name = name;
+    entry->listed = true;
+  });
+  if (!listed.ok()) return listed;
+  // Lines without a file: orphans, out of the index.
+  orphans_.clear();
+  fresh.RemoveIf([&](Entry& e) {
+    if (e.listed) return false;
+    orphans_[std::string(e.base())] = Orphan{e.uid, e.ids};
+    return true;
+  });
   if (loaded_) {
     index_.ForEach([&](Entry& old) {
       if (fresh.Find(old.uid) == nullptr) changes.expunged.push_back(old.uid);
@@ -324,12 +318,6 @@ Status Folder::Reload() {
   std::sort(changes.added.begin(), changes.added.end());
   std::sort(changes.expunged.begin(), changes.expunged.end());
   index_ = std::move(fresh);
-  orphans_.clear();
-  for (const Line& line : lines) {
-    if (!line.used) {
-      orphans_[std::string(line.base)] = Orphan{line.record->uid, IdsFromFields(line.record->ext)};
-    }
-  }
   pending_ = std::move(pending);
   loaded_ = true;
   stale_ = false;
@@ -607,10 +595,12 @@ Status Folder::RewriteUidlist(const std::vector<UidlistRecord>& added) {
   }
   // Keep the line of every file that is on disk now (listed under the
   // lock, so no line of a message that exists is dropped); drop the rest.
-  std::vector<DirFile> files;
-  if (Status s = ListMessageFiles(dir_, &files); !s.ok()) return s;
   std::set<std::string, std::less<>> on_disk;
-  for (const DirFile& file : files) on_disk.emplace(BaseName(file.name));
+  if (Status s = ForEachMessageFile(
+          dir_, [&](std::string_view name, bool) { on_disk.emplace(BaseName(name)); });
+      !s.ok()) {
+    return s;
+  }
   std::vector<UidlistRecord> records;
   uint32_t next_uid = std::max(next_uid_, from_file ? uidlist.NextUid() : 1u);
   if (from_file) {
@@ -878,6 +868,9 @@ Result<std::vector<Item>> Folder::Collect(uint32_t first, uint32_t last,
   std::vector<Item> found;
   if (first > last) return found;
   if (Status s = StatUnknown(first, last, lock); !s.ok()) return s;
+  // At its final size at once: growing it would hold the old and the new
+  // array together (for a whole million-message folder, 36 MB at peak).
+  if (first == 1 && last == UINT32_MAX) found.reserve(index_.size());
   bool missing = false;
   index_.ForRangeWhile(first, last, [&](Entry& e) {
     if (!e.stat_known && !FillStat(e)) {

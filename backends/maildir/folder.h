@@ -171,7 +171,9 @@ class Folder {
   // Reads the whole uidlist (full) or only what was appended since the
   // last read, and matches new lines with pending files.
   Status RefreshUidlist(FolderChanges* changes);
-  Status ParseWholeUidlist(std::string_view bytes, const struct stat& st, Uidlist* out);
+  // Reads a whole uidlist into `out` (empty): one unlisted entry a line,
+  // named by its base name. Takes the file's header, size and inode.
+  Status ScanWholeUidlist(std::string_view bytes, const struct stat& st, MessageIndex* out);
   Status LoadKeywords();
   // Takes a file name found in cur/ or new/ into the index (or pending).
   // Appends lines for new records, or rewrites the file when it must be.

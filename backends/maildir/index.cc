@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
+#include <mutex>
 #include <random>
 
 namespace mailfs::maildir {
@@ -85,9 +87,12 @@ std::string HexOf(const ObjectBytes& bytes) {
   return hex;
 }
 
-MessageIds IdsFromFields(const std::vector<std::string>& ext) {
+namespace {
+
+template <typename Fields>
+MessageIds IdsOf(const Fields& ext) {
   MessageIds ids;
-  for (const std::string& field : ext) {
+  for (std::string_view field : ext) {
     if (auto email = ParseHexField(field, "E(M", ")")) {
       ids.email = *email;
       ids.has_email = true;
@@ -103,6 +108,11 @@ MessageIds IdsFromFields(const std::vector<std::string>& ext) {
   return ids;
 }
 
+}  // namespace
+
+MessageIds IdsFromFields(const std::vector<std::string>& ext) { return IdsOf(ext); }
+MessageIds IdsFromFields(std::span<const std::string_view> ext) { return IdsOf(ext); }
+
 std::vector<std::string> FieldsForIds(const ObjectBytes& email, const ObjectBytes& thread) {
   return {fmt::format("E(M{})", HexOf(email)), fmt::format("T(T{})", HexOf(thread))};
 }
@@ -114,6 +124,101 @@ std::string EmailIdOf(const MessageIds& ids, std::string_view base) {
 std::string ThreadIdOf(const MessageIds& ids, std::string_view base) {
   // A message nobody gave a thread id (Dovecot has none) is its own thread.
   return "T" + HexOf(ids.has_thread ? ids.thread : Hash128("thread:" + std::string(base)));
+}
+
+// --- CompactName ---------------------------------------------------------------
+
+namespace {
+
+// Blocks of 8-byte size classes up to kMaxPooled bytes, carved from 64 KiB
+// slabs; larger blocks (a hostile uidlist's long names) come from new[].
+// One pool for the process, behind a mutex: folders load in parallel.
+// Under AddressSanitizer every block comes from new[], so that a use
+// after free is still caught.
+class NamePool {
+ public:
+  static constexpr size_t kGrain = 8;
+  static constexpr size_t kMaxPooled = 264;  // NAME_MAX (255) and its prefix, rounded
+  static constexpr size_t kSlab = 64 * 1024;
+
+  static NamePool& Get() {
+    static NamePool* pool = new NamePool;  // never destroyed: entries may outlive statics
+    return *pool;
+  }
+
+  char* Allocate(size_t bytes) {
+    if (!Pooled(bytes)) return new char[bytes];
+    size_t size = Rounded(bytes);
+    std::lock_guard lock(mu_);
+    if (void*& head = free_[size / kGrain]; head != nullptr) {
+      char* block = static_cast<char*>(head);
+      std::memcpy(&head, block, sizeof(void*));
+      return block;
+    }
+    if (slab_left_ < size) {
+      slab_ = new char[kSlab];  // what is left of the last one (< 264 bytes) is lost
+      slab_left_ = kSlab;
+    }
+    char* block = slab_;
+    slab_ += size;
+    slab_left_ -= size;
+    return block;
+  }
+
+  void Free(char* block, size_t bytes) {
+    if (!Pooled(bytes)) {
+      delete[] block;
+      return;
+    }
+    std::lock_guard lock(mu_);
+    void*& head = free_[Rounded(bytes) / kGrain];
+    std::memcpy(block, &head, sizeof(void*));
+    head = block;
+  }
+
+ private:
+  static bool Pooled(size_t bytes) {
+#if defined(__SANITIZE_ADDRESS__)
+    (void)bytes;
+    return false;
+#else
+    return bytes <= kMaxPooled;
+#endif
+  }
+  // At least a pointer, for the free list.
+  static size_t Rounded(size_t bytes) {
+    return std::max(sizeof(void*), (bytes + kGrain - 1) / kGrain * kGrain);
+  }
+
+  std::mutex mu_;
+  std::array<void*, kMaxPooled / kGrain + 1> free_{};
+  char* slab_ = nullptr;
+  size_t slab_left_ = 0;
+};
+
+size_t PrefixSize(size_t length) { return length < 0xff ? 1 : 1 + sizeof(uint32_t); }
+
+}  // namespace
+
+char* CompactName::Allocate(std::string_view text) {
+  if (text.empty()) return nullptr;
+  size_t prefix = PrefixSize(text.size());
+  char* data = NamePool::Get().Allocate(prefix + text.size());
+  if (prefix == 1) {
+    data[0] = static_cast<char>(text.size());
+  } else {
+    data[0] = static_cast<char>(kLongName);
+    uint32_t length = static_cast<uint32_t>(text.size());
+    std::memcpy(data + 1, &length, sizeof(length));
+  }
+  std::memcpy(data + prefix, text.data(), text.size());
+  return data;
+}
+
+void CompactName::Free(char* data) {
+  if (data == nullptr) return;
+  size_t length = ViewOf(data).size();
+  NamePool::Get().Free(data, PrefixSize(length) + length);
 }
 
 // --- MessageIndex ---------------------------------------------------------------
@@ -185,6 +290,12 @@ void MessageIndex::Assign(std::vector<Entry> sorted) {
   for (Entry& e : entries_) e.alive = true;
   live_ = entries_.size();
   Rehash(std::max<size_t>(64, live_ * 2));
+}
+
+void MessageIndex::Reserve(size_t entries) {
+  entries_.reserve(entries);
+  size_t wanted = std::max<size_t>(64, entries * 2);
+  if (slots_.size() < wanted) Rehash(wanted);
 }
 
 Entry* MessageIndex::FindBase(std::string_view base) {

@@ -3,21 +3,27 @@
 // when something changed (inotify events naming the files, a uidlist whose
 // size or inode moved), never re-read per message.
 //
-// Memory: one Entry per message (about 100 bytes plus the file name), one
-// hash-map slot per message to find it by base name.
+// Memory: one 40-byte Entry per message, its file name in a pool block
+// (the name's length plus one, rounded up to 8), and 4 to 8 bytes of
+// hash slots to find it by base name: about 100 bytes a message for the
+// Dovecot names of a million-message folder.
 #pragma once
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "backends/maildir/format/filename.h"
@@ -44,48 +50,61 @@ struct MessageIds {
   bool has_thread = false;
 };
 MessageIds IdsFromFields(const std::vector<std::string>& ext);
+MessageIds IdsFromFields(std::span<const std::string_view> ext);
 std::vector<std::string> FieldsForIds(const ObjectBytes& email, const ObjectBytes& thread);
 // "M<hex>" / "T<hex>" for a message with these ids and base name.
 std::string EmailIdOf(const MessageIds& ids, std::string_view base);
 std::string ThreadIdOf(const MessageIds& ids, std::string_view base);
 
-// A file name held in exactly as many bytes as it has (a std::string
-// would spend 32 bytes on itself and round its heap block up).
+// A file name in one pointer: its bytes follow a length prefix in a block
+// of a pool of 8-byte size classes (a std::string spends 32 bytes on itself
+// and malloc rounds each block up to 16 bytes plus 8 of its own: a 47-byte
+// name cost 64 bytes in a block, it costs 48 here). Blocks freed go back to
+// the pool for the next names, never to malloc. Names are not
+// NUL-terminated.
 class CompactName {
  public:
   CompactName() = default;
-  CompactName(std::string_view text) { Assign(text); }  // NOLINT: implicit by design
-  CompactName(const CompactName& other) { Assign(other); }
-  CompactName(CompactName&& other) noexcept : data_(std::move(other.data_)), size_(other.size_) {
-    other.size_ = 0;
-  }
+  CompactName(std::string_view text) : data_(Allocate(text)) {}  // NOLINT: implicit by design
+  CompactName(const CompactName& other) : data_(Allocate(other.view())) {}
+  CompactName(CompactName&& other) noexcept : data_(std::exchange(other.data_, nullptr)) {}
+  ~CompactName() { Free(data_); }
   CompactName& operator=(const CompactName& other) {
-    if (this != &other) Assign(other);
+    if (this != &other) *this = other.view();
     return *this;
   }
   CompactName& operator=(CompactName&& other) noexcept {
-    data_ = std::move(other.data_);
-    size_ = other.size_;
-    other.size_ = 0;
+    if (this != &other) {
+      Free(data_);
+      data_ = std::exchange(other.data_, nullptr);
+    }
     return *this;
   }
   CompactName& operator=(std::string_view text) {
-    Assign(text);
+    char* data = Allocate(text);  // first: `text` may be this name
+    Free(data_);
+    data_ = data;
     return *this;
   }
-  operator std::string_view() const { return {data_.get(), size_}; }  // NOLINT
-  std::string_view view() const { return *this; }
+  operator std::string_view() const { return view(); }  // NOLINT
+  std::string_view view() const { return ViewOf(data_); }
   friend bool operator==(const CompactName& a, std::string_view b) { return a.view() == b; }
 
  private:
-  void Assign(std::string_view text) {
-    auto data = std::make_unique<char[]>(text.size());
-    std::copy(text.begin(), text.end(), data.get());
-    data_ = std::move(data);
-    size_ = static_cast<uint32_t>(text.size());
+  // The block: one length byte, or 0xff and a 4-byte length, then the
+  // bytes. nullptr for the empty name.
+  static constexpr unsigned char kLongName = 0xff;
+  static char* Allocate(std::string_view text);
+  static void Free(char* data);
+  static std::string_view ViewOf(const char* data) {
+    if (data == nullptr) return {};
+    auto first = static_cast<unsigned char>(data[0]);
+    if (first != kLongName) return {data + 1, first};
+    uint32_t length = 0;
+    std::memcpy(&length, data + 1, sizeof(length));
+    return {data + 1 + sizeof(length), length};
   }
-  std::unique_ptr<char[]> data_;
-  uint32_t size_ = 0;
+  char* data_ = nullptr;
 };
 
 // The ids of a message, allocated only when the uidlist stores them (a
@@ -111,20 +130,23 @@ class PackedIds {
   std::unique_ptr<MessageIds> stored_;
 };
 
+// One message: 40 bytes (a million-message folder holds a million).
 struct Entry {
   uint32_t uid = 0;
-  uint32_t letters = 0;     // keyword letters in the name, bit i = 'a' + i
-  uint8_t system = 0;       // SystemFlag bits from the name
-  bool in_new = false;      // in new/: \Recent, not yet claimed
-  bool alive = true;        // false: a tombstone awaiting compaction
-  bool stat_known = false;  // mtime and size are filled in
+  uint32_t letters : 26 = 0;    // keyword letters in the name, bit i = 'a' + i
+  bool in_new : 1 = false;      // in new/: \Recent, not yet claimed
+  bool alive : 1 = true;        // false: a tombstone awaiting compaction
+  bool stat_known : 1 = false;  // mtime and size are filled in
+  bool listed : 1 = false;      // Folder::Reload: its file was seen in new/ or cur/
   int64_t mtime = 0;
-  uint64_t size = 0;
-  CompactName name;  // the current file name in new/ or cur/
+  uint64_t size : 56 = 0;   // 64 PiB: more than any file system holds
+  uint64_t system : 8 = 0;  // SystemFlag bits from the name
+  CompactName name;         // the current file name in new/ or cur/
   PackedIds ids;
 
   std::string_view base() const { return BaseName(name); }
 };
+static_assert(sizeof(Entry) == 40);
 
 // A uidlist line whose file is not (or not yet) on disk.
 struct Orphan {
@@ -154,6 +176,19 @@ class MessageIndex {
   void Clear();
   // Replaces the contents with these entries, sorted by UID, all live.
   void Assign(std::vector<Entry> sorted);
+  // Makes room for this many entries, so that adding them one at a time
+  // never holds the old and the grown array at once.
+  void Reserve(size_t entries);
+  // Removes every live entry for which `pred` returns true (it may take
+  // from the entry what it needs first), in one pass.
+  template <typename F>
+  void RemoveIf(F&& pred) {
+    size_t before = entries_.size();
+    std::erase_if(entries_, [&](Entry& e) { return !e.alive || pred(e); });
+    if (entries_.size() == before) return;
+    live_ = entries_.size();
+    Rehash(std::max<size_t>(64, live_ * 2));
+  }
 
   size_t size() const { return live_; }
   // Live entries in UID order.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -357,6 +358,65 @@ TEST(MaildirUidlistTest, RepeatedBaseNameKeepsTheLaterLine) {
   EXPECT_EQ(list.records[2].name, "b:2,RS");
   EXPECT_EQ(ProblemLines(list), (std::vector<size_t>{5}));
   EXPECT_EQ(list.NextUid(), 15u);
+}
+
+// --- Scan: what a folder's load uses instead of Parse ------------------------
+
+// Scan hands out exactly the lines Parse keeps (with no repeated base
+// names), with the same problems and the same next UID.
+TEST(MaildirUidlistTest, ScanSeesTheLinesParseKeeps) {
+  std::vector<std::string> inputs;
+  for (std::string_view fixture : {"dovecot-maildir-pp", "dovecot-maildir-fs", "pymap-maildir"}) {
+    for (const fs::path& path : FixtureFiles(fixture, "dovecot-uidlist")) {
+      inputs.push_back(test::ReadTestFile(path));
+    }
+  }
+  ASSERT_GT(inputs.size(), 3u);
+  inputs.push_back(std::string(kHeader) + "1 S5 s6 :a\nx :b\n3 G0 :c\n2 :d\n4 :half");
+  for (const std::string& bytes : inputs) {
+    Result<Uidlist> parsed = Uidlist::Parse(bytes);
+    std::vector<UidlistRecord> seen;
+    auto scan = Uidlist::Scan(bytes, [&](const UidlistLine& line) -> uint32_t {
+      UidlistRecord record;
+      record.uid = line.uid;
+      record.ext.assign(line.ext.begin(), line.ext.end());
+      record.name = std::string(line.name);
+      EXPECT_EQ(line.BaseName(), record.BaseName());
+      seen.push_back(std::move(record));
+      return 0;
+    });
+    ASSERT_EQ(parsed.ok(), scan.ok());
+    if (!parsed.ok()) continue;
+    EXPECT_EQ(seen, parsed->records);
+    EXPECT_EQ(scan->header, parsed->header);
+    EXPECT_EQ(scan->records, parsed->records.size());
+    EXPECT_EQ(scan->NextUid(), parsed->NextUid());
+    ASSERT_EQ(scan->problems.size(), parsed->problems.size());
+    for (size_t i = 0; i < scan->problems.size(); ++i) {
+      EXPECT_EQ(scan->problems[i].line, parsed->problems[i].line);
+      EXPECT_EQ(scan->problems[i].reason, parsed->problems[i].reason);
+    }
+  }
+}
+
+// A repeated base name: the caller says which earlier line it dropped, and
+// Scan reports it as Parse does.
+TEST(MaildirUidlistTest, ScanReportsTheRepeatedBaseNameTheCallerDropped) {
+  std::string bytes = std::string(kHeader) + "1 :a\n2 :b:2,S\n3 :c\n4 :b:2,RS\n";
+  std::map<std::string, uint32_t, std::less<>> by_base;
+  auto scan = Uidlist::Scan(bytes, [&](const UidlistLine& line) -> uint32_t {
+    uint32_t earlier = 0;
+    if (auto it = by_base.find(line.BaseName()); it != by_base.end()) earlier = it->second;
+    by_base[std::string(line.BaseName())] = line.uid;
+    return earlier;
+  });
+  ASSERT_TRUE(scan.ok());
+  EXPECT_EQ(scan->records, 3u);
+  ASSERT_EQ(scan->problems.size(), 1u);
+  EXPECT_EQ(scan->problems[0].line, 5u);
+  EXPECT_NE(scan->problems[0].reason.find("already at UID 2"), std::string::npos)
+      << scan->problems[0].reason;
+  EXPECT_EQ(scan->problems[0].reason, MustParse(bytes).problems[0].reason);
 }
 
 // "Invalid extension record, removing": the line stays, the field goes.

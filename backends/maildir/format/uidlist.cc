@@ -218,8 +218,11 @@ std::string_view NameDefect(std::string_view name) {
 // the line cannot be trusted; bad extension fields are dropped and noted in
 // `dropped`, which matters only if the line is kept.
 // `base` is set to the base name as a view into the line.
-std::string ParseRecordLine(int version, const Line& line, UidlistRecord* record,
-                            std::string_view* base, std::vector<UidlistProblem>* dropped) {
+// `ext` is cleared first; its views point into the line.
+std::string ParseRecordLine(int version, const Line& line, uint32_t* record_uid,
+                            std::vector<std::string_view>* ext, std::string_view* record_name,
+                            std::vector<UidlistProblem>* dropped) {
+  ext->clear();
   std::string_view text = line.text;
   if (text.find('\0') != std::string_view::npos) return "NUL byte in the line";
   size_t digits = 0;
@@ -232,7 +235,7 @@ std::string ParseRecordLine(int version, const Line& line, UidlistRecord* record
     return fmt::format("UID too high: {}", Excerpt(text.substr(0, digits)));
   }
   if (*uid == 0) return "UID 0";
-  record->uid = *uid;
+  *record_uid = *uid;
 
   size_t pos = digits;
   while (pos < text.size() && text[pos] == ' ') ++pos;
@@ -254,7 +257,7 @@ std::string ParseRecordLine(int version, const Line& line, UidlistRecord* record
       if (end == std::string_view::npos) end = text.size();
       std::string_view field = text.substr(pos, end - pos);
       if (IsValidUidlistExtField(field)) {
-        record->ext.emplace_back(field);
+        ext->push_back(field);
       } else {
         dropped->push_back(
             {line.number, fmt::format("invalid extension field \"{}\" dropped", Excerpt(field))});
@@ -266,8 +269,7 @@ std::string ParseRecordLine(int version, const Line& line, UidlistRecord* record
   }
   std::string_view defect = NameDefect(name);
   if (!defect.empty()) return fmt::format("{}: \"{}\"", defect, Excerpt(text));
-  record->name = std::string(name);
-  *base = name.substr(0, name.find(':'));
+  *record_name = name;
   return {};
 }
 
@@ -304,7 +306,7 @@ std::string FormatUidlistGuid(const std::array<uint8_t, 16>& bytes) {
   return out;
 }
 
-Result<Uidlist> Uidlist::Parse(std::string_view bytes) {
+Result<UidlistScan> Uidlist::Scan(std::string_view bytes, LineCallback each) {
   if (bytes.empty()) return Corrupt("empty file");
   LineReader reader(bytes);
   Line line;
@@ -312,16 +314,15 @@ Result<Uidlist> Uidlist::Parse(std::string_view bytes) {
   // Dovecot reads only whole lines: a header without its LF is no header.
   if (!line.terminated) return Corrupt("the header has no line end");
 
-  Uidlist list;
-  ProblemList problems(&list.problems);
-  if (Status status = ParseHeader(line.text, &list.header, &problems); !status.ok()) {
+  UidlistScan scan;
+  ProblemList problems(&scan.problems);
+  if (Status status = ParseHeader(line.text, &scan.header, &problems); !status.ok()) {
     return status;
   }
 
-  std::vector<bool> superseded;  // parallel to list.records: a later line took the base name
-  // Keys are views into `bytes`, which outlives the map.
-  std::unordered_map<std::string_view, size_t> by_base;
-  uint32_t last_uid = 0;
+  // Reused for every line: a million lines must not cost a million of them.
+  std::vector<std::string_view> ext;
+  std::vector<UidlistProblem> dropped_fields;
   while (reader.Next(&line)) {
     if (!line.terminated) {
       problems.Add(line.number,
@@ -329,17 +330,17 @@ Result<Uidlist> Uidlist::Parse(std::string_view bytes) {
                                Excerpt(line.text)));
       break;
     }
-    UidlistRecord record;
-    std::vector<UidlistProblem> dropped_fields;
-    std::string_view base;
+    uint32_t uid = 0;
+    std::string_view name;
+    dropped_fields.clear();
     std::string reason =
-        ParseRecordLine(list.header.version, line, &record, &base, &dropped_fields);
-    if (reason.empty() && record.uid <= last_uid) {
-      reason = fmt::format("UIDs not ordered: {} after {}", record.uid, last_uid);
+        ParseRecordLine(scan.header.version, line, &uid, &ext, &name, &dropped_fields);
+    if (reason.empty() && uid <= scan.last_uid) {
+      reason = fmt::format("UIDs not ordered: {} after {}", uid, scan.last_uid);
     }
-    if (reason.empty() && list.header.version == 1 && record.uid >= list.header.next_uid) {
-      reason = fmt::format("UID {} not below the header's next UID {} (version 1)", record.uid,
-                           list.header.next_uid);
+    if (reason.empty() && scan.header.version == 1 && uid >= scan.header.next_uid) {
+      reason = fmt::format("UID {} not below the header's next UID {} (version 1)", uid,
+                           scan.header.next_uid);
     }
     if (!reason.empty()) {
       problems.Add(line.number, std::move(reason));
@@ -348,18 +349,48 @@ Result<Uidlist> Uidlist::Parse(std::string_view bytes) {
     for (UidlistProblem& problem : dropped_fields) {
       problems.Add(problem.line, std::move(problem.reason));
     }
-    last_uid = record.uid;
-    auto [it, inserted] = by_base.try_emplace(base, list.records.size());
-    if (!inserted) {
+    scan.last_uid = uid;
+    UidlistLine accepted{uid, ext, name};
+    if (uint32_t earlier = each(accepted); earlier != 0) {
       problems.Add(line.number,
-                   fmt::format("base name already at UID {}; the later line wins: \"{}\"",
-                               list.records[it->second].uid, Excerpt(base)));
+                   fmt::format("base name already at UID {}; the later line wins: \"{}\"", earlier,
+                               Excerpt(accepted.BaseName())));
+    } else {
+      ++scan.records;
+    }
+  }
+  problems.Finish();
+  return scan;
+}
+
+uint32_t UidlistScan::NextUid() const {
+  uint32_t next = header.next_uid;
+  if (last_uid != 0 && last_uid + 1 > next) next = last_uid + 1;
+  return next;
+}
+
+Result<Uidlist> Uidlist::Parse(std::string_view bytes) {
+  Uidlist list;
+  std::vector<bool> superseded;  // parallel to list.records: a later line took the base name
+  // Keys are views into `bytes`, which outlives the map.
+  std::unordered_map<std::string_view, size_t> by_base;
+  auto scan = Scan(bytes, [&](const UidlistLine& line) -> uint32_t {
+    UidlistRecord record;
+    record.uid = line.uid;
+    record.ext.assign(line.ext.begin(), line.ext.end());
+    record.name = std::string(line.name);
+    uint32_t earlier = 0;
+    auto [it, inserted] = by_base.try_emplace(line.BaseName(), list.records.size());
+    if (!inserted) {
+      earlier = list.records[it->second].uid;
       superseded[it->second] = true;
       it->second = list.records.size();
     }
     list.records.push_back(std::move(record));
     superseded.push_back(false);
-  }
+    return earlier;
+  });
+  if (!scan.ok()) return scan.status();
 
   if (std::find(superseded.begin(), superseded.end(), true) != superseded.end()) {
     size_t kept = 0;
@@ -370,7 +401,8 @@ Result<Uidlist> Uidlist::Parse(std::string_view bytes) {
     }
     list.records.resize(kept);
   }
-  problems.Finish();
+  list.header = std::move(scan->header);
+  list.problems = std::move(scan->problems);
   return list;
 }
 

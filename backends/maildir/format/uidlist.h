@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "src/status.h"
@@ -68,6 +69,15 @@ struct UidlistRecord {
   friend bool operator==(const UidlistRecord&, const UidlistRecord&) = default;
 };
 
+// One accepted line of a uidlist as Uidlist::Scan hands it out: views into
+// the bytes being parsed, valid only during the call.
+struct UidlistLine {
+  uint32_t uid = 0;
+  std::span<const std::string_view> ext;  // as UidlistRecord::ext
+  std::string_view name;                  // as UidlistRecord::name
+  std::string_view BaseName() const { return name.substr(0, name.find(':')); }
+};
+
 // How many problems Parse lists; beyond that it adds one last entry that
 // counts the rest.
 inline constexpr size_t kMaxUidlistProblems = 100;
@@ -77,6 +87,18 @@ inline constexpr size_t kMaxUidlistProblems = 100;
 struct UidlistProblem {
   size_t line = 0;
   std::string reason;
+};
+
+// What Uidlist::Scan reads besides the lines.
+struct UidlistScan {
+  UidlistHeader header;
+  // As Uidlist::problems (a duplicate base name included).
+  std::vector<UidlistProblem> problems;
+  uint32_t last_uid = 0;  // of the last accepted line; 0 without one
+  size_t records = 0;     // accepted lines less those a later line superseded
+
+  // As Uidlist::NextUid().
+  uint32_t NextUid() const;
 };
 
 struct Uidlist {
@@ -117,6 +139,31 @@ struct Uidlist {
   // Unlike Dovecot, which stops at the first broken line, later good lines
   // are kept. Lines end with LF or CRLF.
   static Result<Uidlist> Parse(std::string_view bytes);
+
+  // Parse without collecting records, for a folder of a million messages
+  // whose index is built as the file is read: `each` gets every accepted
+  // line in file order. For a base name an earlier accepted line already
+  // had, `each` returns that line's UID (the caller drops the earlier
+  // record, as Parse does, and the problem is reported); else 0. The same
+  // lines are accepted and the same problems reported as by Parse.
+  // `each` is called as uint32_t(const UidlistLine&); a function_ref
+  // rather than a std::function: no allocation, one indirect call a line.
+  class LineCallback {
+   public:
+    template <typename F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, LineCallback>)
+        LineCallback(F&& f)  // NOLINT: implicit, as a function_ref
+        : object_(const_cast<void*>(static_cast<const void*>(&f))),
+          call_([](void* object, const UidlistLine& line) -> uint32_t {
+            return (*static_cast<std::remove_reference_t<F>*>(object))(line);
+          }) {}
+    uint32_t operator()(const UidlistLine& line) const { return call_(object_, line); }
+
+   private:
+    void* object_;
+    uint32_t (*call_)(void*, const UidlistLine&);
+  };
+  static Result<UidlistScan> Scan(std::string_view bytes, LineCallback each);
 
   // The whole file as Dovecot writes it: "3 V<v> N<n> G<guid>" plus the
   // other header fields, then "<uid>[ <ext>...] :<name>" lines, LF line ends.
