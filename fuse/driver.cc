@@ -9,12 +9,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <utility>
 
 #include "src/mailbox_name.h"
@@ -25,6 +28,7 @@ namespace {
 constexpr std::string_view kAttrPrefix = "user.mail.";
 constexpr std::string_view kKeywordPrefix = "keyword.";
 constexpr size_t kMessageHeadBytes = 1024;
+constexpr blksize_t kPendingBlockSize = 1 << 20;
 
 // "17.eml" -> 17; anything else (leading zeros, 0, overflow) -> 0.
 uint32_t CanonicalUid(std::string_view name) {
@@ -83,20 +87,37 @@ bool IsEmpty(int fd) {
   return ::fstat(fd, &st) == 0 && st.st_size == 0;
 }
 
-// The process (thread group) of a thread: FUSE requests carry the calling
-// thread's id. A thread that is gone maps to itself.
-pid_t ProcessOf(pid_t thread) {
+// The process (thread group) of a thread, from /proc/<tid>/status; a
+// thread that is gone maps to itself. About 50 us: see ThreadGroups.
+pid_t ReadThreadGroup(pid_t thread) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(thread));
-  FILE* status = fopen(path, "re");
-  if (status == nullptr) return thread;
-  char line[256];
-  pid_t tgid = thread;
-  while (fgets(line, sizeof line, status) != nullptr) {
-    if (sscanf(line, "Tgid: %d", &tgid) == 1) break;
-  }
-  fclose(status);
-  return tgid;
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return thread;
+  // "Name:\tcp\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\n...": the
+  // group is on the fourth line, well inside the first read.
+  char buffer[512];
+  ssize_t n;
+  do {
+    n = ::read(fd, buffer, sizeof buffer - 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  if (n <= 0) return thread;
+  buffer[n] = '\0';
+  const char* line = strstr(buffer, "\nTgid:");
+  if (line == nullptr) return thread;
+  long tgid = strtol(line + 6, nullptr, 10);
+  return tgid > 0 ? static_cast<pid_t>(tgid) : thread;
+}
+
+// Whether `thread` is now a thread of process `group`: /proc/<group>/task/
+// <thread> exists exactly then (proc finds the task by its id and checks
+// that it belongs to the group). One access(), about 3 us.
+bool IsThreadOf(pid_t thread, pid_t group) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task/%d", static_cast<int>(group),
+           static_cast<int>(thread));
+  return ::access(path, F_OK) == 0;
 }
 
 int ErrnoOf(const Status& status) {
@@ -108,6 +129,54 @@ int ErrnoOf(const Status& status) {
 }
 
 }  // namespace
+
+// Which process each recent caller thread belongs to. FUSE requests name
+// the calling thread; create, open, opendir and flush need its process,
+// and reading /proc/<tid>/status for it on every create and close cost
+// ~50 us each. So the last answers are kept, and one is used only after
+// IsThreadOf confirms it (~3 us).
+//
+// Why a confirmed entry is right even though thread ids are reused: the
+// requests that ask are synchronous, and once the daemon has read one the
+// kernel keeps the calling thread waiting, killable or not, until it is
+// answered (request_wait_answer: "Either request is already in userspace,
+// or it was forced. Wait it out"). So while the request is handled its
+// thread id belongs to the caller and cannot be freed and given to another
+// thread. If the cached thread exited and its id went to a thread of
+// another process, /proc/<cached group>/task/<tid> does not exist now and
+// the status file is read again; if it went to another thread of the same
+// process, the cached group is still the right answer. If the group's own
+// number was reused, the check answers for the process that has that
+// number now, which then is the caller's.
+struct Driver::ThreadGroups {
+  pid_t ProcessOf(pid_t thread) {
+    pid_t cached = 0;
+    {
+      std::lock_guard lock(mu);
+      for (const auto& [t, group] : entries) {
+        if (t == thread) {
+          cached = group;
+          break;
+        }
+      }
+    }
+    if (cached != 0 && IsThreadOf(thread, cached)) return cached;
+    pid_t group = ReadThreadGroup(thread);
+    std::lock_guard lock(mu);
+    auto slot = std::find_if(entries.begin(), entries.end(),
+                             [thread](const auto& e) { return e.first == thread; });
+    if (slot == entries.end()) {
+      slot = entries.begin() + next;
+      next = (next + 1) % entries.size();
+    }
+    *slot = {thread, group};
+    return group;
+  }
+
+  std::mutex mu;
+  std::array<std::pair<pid_t, pid_t>, 64> entries{};  // GUARDED_BY(mu): (thread, process)
+  size_t next = 0;                                    // GUARDED_BY(mu): the slot to reuse next
+};
 
 struct Driver::PendingFile {
   enum class State { kOpen, kCommitting, kStored, kDiscarded };
@@ -144,6 +213,11 @@ struct Driver::Node {
   struct Extras {
     std::string mailbox_name;              // kDirectory: the mailbox's current name
     std::shared_ptr<PendingFile> pending;  // kPending, or a message still open
+    // A message just appended from this file, for the next GetAttr: its
+    // size and internal date as stored, known without asking the store.
+    bool appended_attrs = false;
+    uint64_t appended_size = 0;
+    UnixSeconds appended_date = 0;
   };
 
   Extras& extras() {
@@ -155,6 +229,7 @@ struct Driver::Node {
     static const std::shared_ptr<PendingFile> kNone;
     return extras_ ? extras_->pending : kNone;
   }
+  Extras* extras_if_any() { return extras_.get(); }
 
   uint64_t lookups = 0;
   uint32_t key = 0;  // kMessage
@@ -167,6 +242,11 @@ struct Driver::Node {
 
 struct Driver::MailboxRef {
   std::shared_ptr<MailboxData> data;
+  // The last answer of data->readonly() and when it was asked (see
+  // ShownReadOnly).
+  bool readonly = false;
+  bool readonly_asked = false;
+  int64_t readonly_asked_ms = 0;
   bool recent_claimed = false;
   std::set<uint32_t> recent;  // \Recent in this mount's session
   // Names given to messages by mv/cp within the mount; they keep resolving.
@@ -221,6 +301,7 @@ Driver::Driver(std::shared_ptr<MailboxSet> store, DriverOptions options)
       owner_uid_(getuid()),
       owner_gid_(getgid()),
       mount_time_(Now()),
+      thread_groups_(std::make_unique<ThreadGroups>()),
       nodes_(&node_pool_) {
   AddNode(kRootIno, NodeKind::kRoot);
 }
@@ -329,6 +410,18 @@ int Driver::ResolveMailbox(const std::string& name, std::shared_ptr<MailboxData>
   return 0;
 }
 
+void Driver::NoteOwnAddition(const std::string& mailbox, uint32_t uid) {
+  // The change feed reports each addition once; one it never reports (a
+  // store that does not report its own) must not pile up. Dropping an
+  // entry costs one claim later, never a wrong answer.
+  if (own_added_.size() >= 1024) {
+    const int64_t old = Now() - 60;
+    std::erase_if(own_added_, [old](const auto& entry) { return entry.second < old; });
+    if (own_added_.size() >= 4096) own_added_.clear();
+  }
+  own_added_[std::make_pair(mailbox, uid)] = Now();
+}
+
 void Driver::ClaimRecentOnce(uint32_t key, const std::shared_ptr<MailboxData>& data) {
   {
     std::lock_guard lock(mu_);
@@ -414,14 +507,44 @@ int Driver::ResolveChild(Ino parent, std::string_view name, Resolved* out) {
   return ENOENT;
 }
 
-int Driver::MessageByNode(Ino ino, std::shared_ptr<MailboxData>* data, uint32_t* uid) {
+int Driver::MessageByNode(Ino ino, std::shared_ptr<MailboxData>* data, uint32_t* uid,
+                          uint32_t* key) {
   std::lock_guard lock(mu_);
   Node* node = FindNode(ino);
   if (node == nullptr) return ENOENT;
   if (node->kind != NodeKind::kMessage) return EINVAL;
   *data = refs_[node->key - 1]->data;
   *uid = node->uid;
+  if (key != nullptr) *key = node->key;
   return 0;
+}
+
+bool Driver::ShownReadOnly(uint32_t key, const std::shared_ptr<MailboxData>& data) {
+  // Asked for the mode bits of every getattr, lookup and listing, and on
+  // Maildir each answer is three access() calls: one answer serves a
+  // mailbox for a second. Nothing refuses a change on this answer alone
+  // (the store refuses changes to a read-only mailbox itself), and the
+  // kernel keeps attributes for attr_timeout anyway, so a chmod or chattr
+  // of the Maildir shows in the mode bits at most a second later than the
+  // kernel asks again.
+  constexpr int64_t kReadOnlyLifetimeMs = 1000;
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  {
+    std::lock_guard lock(mu_);
+    MailboxRef& ref = *refs_[key - 1];
+    if (ref.readonly_asked && now - ref.readonly_asked_ms < kReadOnlyLifetimeMs) {
+      return ref.readonly;
+    }
+  }
+  bool readonly = data->readonly();
+  std::lock_guard lock(mu_);
+  MailboxRef& ref = *refs_[key - 1];
+  ref.readonly = readonly;
+  ref.readonly_asked = true;
+  ref.readonly_asked_ms = now;
+  return readonly;
 }
 
 // ---------------------------------------------------------------------------
@@ -461,7 +584,10 @@ int Driver::FillPendingAttr(const PendingFile& file, struct stat* st) const {
   st->st_uid = owner_uid_;
   st->st_gid = owner_gid_;
   st->st_size = spool.st_size;
-  st->st_blksize = 4096;
+  // What `cp` and `cat` take for their buffer size: one write request of
+  // up to the connection's max_write (1 MiB) instead of 128 KiB ones, each
+  // of which also costs the kernel a getxattr(security.capability).
+  st->st_blksize = kPendingBlockSize;
   st->st_blocks = spool.st_blocks;
   st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = file.mtime;
   return 0;
@@ -469,6 +595,7 @@ int Driver::FillPendingAttr(const PendingFile& file, struct stat* st) const {
 
 int Driver::EntryForMessage(uint32_t key, const std::shared_ptr<MailboxData>& data,
                             const MessageInfo& info, EntryReply* out) {
+  bool readonly = ShownReadOnly(key, data);
   std::lock_guard lock(mu_);
   out->ino = MessageIno(key, info.uid);
   Node& node = AddNode(out->ino, NodeKind::kMessage);
@@ -477,7 +604,7 @@ int Driver::EntryForMessage(uint32_t key, const std::shared_ptr<MailboxData>& da
     node.uid = info.uid;
   }
   ++node.lookups;
-  FillMessageAttr(out->ino, info.size, info.internal_date, data->readonly(), &out->attr);
+  FillMessageAttr(out->ino, info.size, info.internal_date, readonly, &out->attr);
   out->entry_timeout = options_.entry_timeout;
   out->attr_timeout = options_.attr_timeout;
   return 0;
@@ -485,7 +612,22 @@ int Driver::EntryForMessage(uint32_t key, const std::shared_ptr<MailboxData>& da
 
 int Driver::Lookup(Ino parent, std::string_view name, EntryReply* out) {
   Resolved r;
-  if (int err = ResolveChild(parent, name, &r)) return err;
+  if (int err = ResolveChild(parent, name, &r)) {
+    // The kernel may remember the absence for a while (cp asks three times
+    // for each new file: two stats, then the lookup inside its create),
+    // but only of a name that cannot begin to exist behind its back:
+    //  - a canonical name (17.eml) appears when a message gets that UID, by
+    //    an append, copy or move here or elsewhere, and the change feed
+    //    would invalidate it only later: not cached;
+    //  - any other name becomes a message, a file being written, an alias
+    //    or a mailbox only by an operation on that very name through the
+    //    kernel (create, rename, link, mkdir), which replaces the negative
+    //    entry, or by a mailbox appearing in the store, which the change
+    //    feed invalidates by name (kMailboxAdded). Only a feed that
+    //    overflowed could leave one stale, for at most negative_timeout.
+    if (err == ENOENT && CanonicalUid(name) == 0) out->entry_timeout = options_.negative_timeout;
+    return err;
+  }
   switch (r.kind) {
     case NodeKind::kMessage:
       return EntryForMessage(r.key, r.data, r.info, out);
@@ -499,7 +641,7 @@ int Driver::Lookup(Ino parent, std::string_view name, EntryReply* out) {
     case NodeKind::kDirectory: {
       std::shared_ptr<MailboxData> data;
       uint32_t key = 0;
-      bool readonly = ResolveMailbox(r.mailbox_name, &data, &key) == 0 && data->readonly();
+      bool readonly = ResolveMailbox(r.mailbox_name, &data, &key) == 0 && ShownReadOnly(key, data);
       std::lock_guard lock(mu_);
       FillDirectoryAttr(r.ino, readonly, &out->attr);
       out->ino = r.ino;
@@ -535,7 +677,7 @@ int Driver::GetAttr(Ino ino, struct stat* out, double* timeout) {
       std::shared_ptr<MailboxData> data;
       uint32_t key = 0;
       if (ResolveMailbox(mailbox_name, &data, &key) == 0) {
-        FillDirectoryAttr(ino, data->readonly(), out);
+        FillDirectoryAttr(ino, ShownReadOnly(key, data), out);
         return 0;
       }
       if (!MailboxOrParentExists(mailbox_name)) return ENOENT;
@@ -545,10 +687,33 @@ int Driver::GetAttr(Ino ino, struct stat* out, double* timeout) {
     case NodeKind::kMessage: {
       std::shared_ptr<MailboxData> data;
       uint32_t uid = 0;
-      if (int err = MessageByNode(ino, &data, &uid)) return err;
-      auto info = data->Get(uid);
-      if (!info.ok()) return ErrnoOf(info.status());
-      FillMessageAttr(ino, info->size, info->internal_date, data->readonly(), out);
+      uint32_t key = 0;
+      if (int err = MessageByNode(ino, &data, &uid, &key)) return err;
+      uint64_t size = 0;
+      UnixSeconds date = 0;
+      bool known = false;
+      {
+        // `cp` stats each file right after closing it, and the writes made
+        // the kernel's attributes stale: the first answer after the append
+        // comes from what was appended (size and date never change), not
+        // from a Get, which on Redis is a round trip.
+        std::lock_guard lock(mu_);
+        Node* node = FindNode(ino);
+        Node::Extras* extras = node != nullptr ? node->extras_if_any() : nullptr;
+        if (extras != nullptr && extras->appended_attrs) {
+          known = true;
+          extras->appended_attrs = false;
+          size = extras->appended_size;
+          date = extras->appended_date;
+        }
+      }
+      if (!known) {
+        auto info = data->Get(uid);
+        if (!info.ok()) return ErrnoOf(info.status());
+        size = info->size;
+        date = info->internal_date;
+      }
+      FillMessageAttr(ino, size, date, ShownReadOnly(key, data), out);
       return 0;
     }
     case NodeKind::kPending: {
@@ -623,7 +788,7 @@ int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle, bool* shared) {
     auto listed = data->List();
     if (!listed.ok()) return ErrnoOf(listed.status());
     dir->messages = std::move(*listed);
-    dir->readonly = data->readonly();
+    dir->readonly = ShownReadOnly(key, data);
     dir->key = key;
   }
 
@@ -633,10 +798,10 @@ int Driver::OpenDir(Ino ino, pid_t caller, uint64_t* handle, bool* shared) {
     uint32_t child_key = 0;
     child_readonly.push_back(
         ResolveMailbox(JoinMailboxName(name, child), &child_data, &child_key) == 0 &&
-        child_data->readonly());
+        ShownReadOnly(child_key, child_data));
   }
 
-  pid_t caller_process = ProcessOf(caller);
+  pid_t caller_process = thread_groups_->ProcessOf(caller);
   std::lock_guard lock(mu_);
   size_t child_index = 0;
   for (const auto& child : children) {
@@ -967,6 +1132,7 @@ int Driver::RenameMessage(const Resolved& source, Ino new_parent, std::string_vi
   std::erase_if(refs_[source.key - 1]->aliases,
                 [&](const auto& a) { return a.second == source.uid; });
   refs_[dest_key - 1]->recent.insert(new_uid);
+  NoteOwnAddition(dest_name, new_uid);
   if (has_target && !replace) {
     // The kernel now thinks new_name is the moved message: correct it.
     queued_invalidations_.push_back(
@@ -1057,6 +1223,7 @@ int Driver::Link(Ino ino, Ino new_parent, std::string_view new_name, EntryReply*
     std::lock_guard lock(mu_);
     dest_key = RefKey(dest);
     refs_[dest_key - 1]->recent.insert(*copied);
+    NoteOwnAddition(dest_name, *copied);
     if (CanonicalUid(new_name) != *copied) {
       refs_[dest_key - 1]->aliases[std::string(new_name)] = *copied;
     }
@@ -1102,7 +1269,7 @@ int Driver::Create(Ino parent, std::string_view name, mode_t mode, int flags, pi
   file->name = std::string(name);
   file->scratch = scratch;
   file->mtime = Now();
-  file->creator = ProcessOf(caller);
+  file->creator = thread_groups_->ProcessOf(caller);
   file->writers = 1;
   file->unflushed_writers = 1;
 
@@ -1116,6 +1283,16 @@ int Driver::Create(Ino parent, std::string_view name, mode_t mode, int flags, pi
   pending_[key] = file;
   if (int err = FillPendingAttr(*file, &out->attr)) return err;
   out->ino = out->attr.st_ino = file->ino;
+  // The kernel may keep both: the name keeps resolving to this inode when
+  // the file becomes a message (or the name is invalidated when it is
+  // dropped, see DiscardPending), and whatever changes the attributes of a
+  // file being written goes through the kernel: a write or a truncate (the
+  // kernel updates the size and marks the times stale), setattr (answered
+  // with the new attributes) or setxattr (marks them stale). So `cp`'s
+  // fstat after its create, and its stat after the close, do not each
+  // cost a lookup.
+  out->entry_timeout = options_.entry_timeout;
+  out->attr_timeout = options_.attr_timeout;
   *handle = AdoptHandle(
       std::make_unique<FileHandle>(FileHandle{nullptr, file, true, false, file->creator}));
   return 0;
@@ -1146,7 +1323,7 @@ int Driver::Open(Ino ino, int flags, pid_t caller, uint64_t* handle, bool* keep_
         AdoptHandle(std::make_unique<FileHandle>(FileHandle{*reader, nullptr, false, false, 0}));
     return 0;
   }
-  pid_t opener = ProcessOf(caller);
+  pid_t opener = thread_groups_->ProcessOf(caller);
   std::lock_guard lock(mu_);
   if (pending->state == PendingFile::State::kDiscarded) return ENOENT;
   if (writable && pending->state != PendingFile::State::kOpen) return EACCES;
@@ -1212,10 +1389,13 @@ int Driver::StoredReader(Ino ino, uint64_t handle, std::shared_ptr<const Content
   return CachedReader(ino, reader);
 }
 
-int Driver::Read(Ino ino, uint64_t handle, uint64_t offset, size_t size, std::string* buffer) {
-  std::shared_ptr<const ContentReader> reader;
+int Driver::Read(Ino ino, uint64_t handle, uint64_t offset, size_t size, std::string* buffer,
+                 const std::shared_ptr<const ContentReader>& stored) {
+  std::shared_ptr<const ContentReader> reader = stored;
   std::shared_ptr<PendingFile> pending;
-  if (handle != 0) {
+  if (reader) {
+    // The caller looked the reader up already (StoredReader).
+  } else if (handle != 0) {
     auto* fh = reinterpret_cast<FileHandle*>(handle);
     reader = fh->reader;
     pending = fh->pending;
@@ -1290,7 +1470,7 @@ int Driver::Flush(uint64_t handle, pid_t caller) {
   if (!fh->pending || !fh->writable) return 0;
   // A child's copy closing (at its exec or exit) is not the writer's close;
   // whatever it wrote is appended at the opener's close or at release.
-  if (ProcessOf(caller) != fh->opener) return 0;
+  if (thread_groups_->ProcessOf(caller) != fh->opener) return 0;
   std::shared_ptr<PendingFile> file = fh->pending;
   {
     std::lock_guard lock(mu_);
@@ -1422,9 +1602,22 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
   }
   std::shared_ptr<MailboxData> data;
   if (int err = MailboxForWriting(*store_, dir_name, &data)) return err;
-  if (data->readonly()) return EROFS;
+  // A read-only mailbox: Append refuses (kReadOnly, EROFS) without asking
+  // twice.
+  {
+    std::lock_guard lock(mu_);
+    ++appending_[dir_name];
+  }
   auto uid = data->Append(AppendMessage{content, flags, mtime}, false);
+  {
+    // The store may report the new message before this line runs; while
+    // an append is in flight, TakeInvalidations holds its claim back.
+    std::lock_guard lock(mu_);
+    if (uid.ok()) NoteOwnAddition(dir_name, *uid);
+    if (--appending_[dir_name] == 0) appending_.erase(dir_name);
+  }
   if (!uid.ok()) return ErrnoOf(uid.status());
+  std::optional<UnixSeconds> stored_date = data->AppendedDate(mtime);
   bool sync_requested;
   bool sync_failed = false;
   {
@@ -1454,6 +1647,10 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
       node->kind = NodeKind::kMessage;
       node->key = key;
       node->uid = *uid;
+      Node::Extras& extras = node->extras();
+      extras.appended_attrs = stored_date.has_value();
+      extras.appended_size = static_cast<uint64_t>(st.st_size);
+      extras.appended_date = stored_date.value_or(0);
       // node->pending stays while descriptors remain: attributes they set
       // must reach a later re-append (see PendingFile::dirty).
     }
@@ -1953,12 +2150,35 @@ std::vector<Invalidation> Driver::TakeInvalidations(const ChangeBatch& batch) {
           break;
       }
     }
+    // New messages may be \Recent in the store, to be claimed for this
+    // session (below), unless this mount added them itself: it appends,
+    // copies and moves with recent=false, so the store holds no \Recent
+    // for those, and cp of a thousand files would otherwise claim a
+    // thousand times (on Maildir each claim walks the whole index; on
+    // Redis it is a round trip). A change that names any other UID, or
+    // changes that were lost (overflow), claim as before. A UID reported
+    // while this mount appends to that mailbox may be its own, not yet
+    // noted: it is looked at again on the next call (the notifier calls at
+    // least every 100 ms).
+    bool claim = batch.overflowed;
+    std::vector<std::pair<std::string, uint32_t>> added;
+    added.swap(unsettled_);
     for (const Change& change : batch.changes) {
       if (change.kind != Change::Kind::kMessagesAdded) continue;
-      for (size_t i = 0; i < refs_.size(); ++i) {
-        if (refs_[i]->recent_claimed) to_claim.emplace_back(i + 1, refs_[i]->data);
+      if (change.uids.empty()) claim = true;
+      for (uint32_t uid : change.uids) added.emplace_back(change.mailbox, uid);
+    }
+    for (auto& mailbox_uid : added) {
+      if (auto own = own_added_.find(mailbox_uid); own != own_added_.end()) {
+        own_added_.erase(own);
+      } else if (appending_.count(mailbox_uid.first) != 0 && unsettled_.size() < 4096) {
+        unsettled_.push_back(std::move(mailbox_uid));
+      } else {
+        claim = true;
       }
-      break;
+    }
+    for (size_t i = 0; claim && i < refs_.size(); ++i) {
+      if (refs_[i]->recent_claimed) to_claim.emplace_back(i + 1, refs_[i]->data);
     }
   }
   // Messages delivered by others are \Recent in this mount's session.

@@ -51,6 +51,9 @@ struct DriverOptions {
   std::string spool_dir;  // must exist
   double entry_timeout = 60.0;
   double attr_timeout = 60.0;
+  // How long the kernel may remember that a name does not exist. Only
+  // names that cannot be a message's canonical name get it (see Lookup).
+  double negative_timeout = 1.0;
   // Answer a read-only open of a stored message "not implemented": the
   // kernel then stops sending opens for the whole mount, so a warm read
   // never reaches the daemon. Files opened after that arrive with handle
@@ -90,6 +93,8 @@ class Driver {
   Driver(const Driver&) = delete;
   Driver& operator=(const Driver&) = delete;
 
+  // On ENOENT, `out->entry_timeout` is how long the kernel may cache the
+  // name's absence (0: not at all).
   int Lookup(Ino parent, std::string_view name, EntryReply* out);
   // Drops `count` kernel references. More than were given is a bug: aborts.
   void Forget(Ino ino, uint64_t count);
@@ -124,7 +129,10 @@ class Driver {
   int Open(Ino ino, int flags, pid_t caller, uint64_t* handle, bool* keep_cache);
   // Reads into `buffer` (resized to what was read). Handle 0: a descriptor
   // the kernel opened without asking (no-open), served by inode.
-  int Read(Ino ino, uint64_t handle, uint64_t offset, size_t size, std::string* buffer);
+  // `stored` is what StoredReader gave for this request, if the caller
+  // asked already (it is read from without looking the inode up again).
+  int Read(Ino ino, uint64_t handle, uint64_t offset, size_t size, std::string* buffer,
+           const std::shared_ptr<const ContentReader>& stored = nullptr);
   // The reader of a stored message (handle, or inode for handle 0), or
   // null for a file being written: lets the caller splice from its file.
   int StoredReader(Ino ino, uint64_t handle, std::shared_ptr<const ContentReader>* reader);
@@ -162,6 +170,7 @@ class Driver {
   struct FileHandle;
   struct DirHandle;
   struct Resolved;
+  struct ThreadGroups;
 
   // Tables (all GUARDED_BY(mu_)).
   Node* FindNode(Ino ino);
@@ -180,7 +189,10 @@ class Driver {
   int ResolveMailbox(const std::string& name, std::shared_ptr<MailboxData>* data, uint32_t* key);
   bool MailboxOrParentExists(const std::string& name);
   int ResolveChild(Ino parent, std::string_view name, Resolved* out);
-  int MessageByNode(Ino ino, std::shared_ptr<MailboxData>* data, uint32_t* uid);
+  int MessageByNode(Ino ino, std::shared_ptr<MailboxData>* data, uint32_t* uid,
+                    uint32_t* key = nullptr);
+  // data->readonly() for the mode bits shown, asked at most once a second.
+  bool ShownReadOnly(uint32_t key, const std::shared_ptr<MailboxData>& data);
 
   // Attributes.
   void FillDirectoryAttr(Ino ino, bool readonly, struct stat* st) const;
@@ -190,6 +202,9 @@ class Driver {
   int EntryForMessage(uint32_t key, const std::shared_ptr<MailboxData>& data,
                       const MessageInfo& info, EntryReply* out);
   void ClaimRecentOnce(uint32_t key, const std::shared_ptr<MailboxData>& data);
+  // Records that this mount added `uid` to `mailbox` (REQUIRES mu_), so
+  // that its report in the change feed claims no \Recent.
+  void NoteOwnAddition(const std::string& mailbox, uint32_t uid);
 
   // Writing.
   // Appends a closed file as a message (replacing `replace_uid` if not 0).
@@ -223,6 +238,7 @@ class Driver {
   const uid_t owner_uid_;
   const gid_t owner_gid_;
   const int64_t mount_time_;
+  const std::unique_ptr<ThreadGroups> thread_groups_;  // has its own lock
 
   std::mutex mu_;
   // Every inode the kernel may know, and every directory ever shown. Its
@@ -241,6 +257,13 @@ class Driver {
   // Files being written (and scratch files), by (parent inode, name).
   std::map<std::pair<Ino, std::string>, std::shared_ptr<PendingFile>, std::less<>> pending_;
   std::vector<Invalidation> queued_invalidations_;
+  // Messages this mount added whose change feed report has not been seen
+  // yet: (mailbox name, UID) -> when (seconds).
+  std::map<std::pair<std::string, uint32_t>, int64_t> own_added_;
+  // Appends under way, by mailbox name, and UIDs reported meanwhile that
+  // may turn out to be theirs (see TakeInvalidations).
+  std::map<std::string, int> appending_;
+  std::vector<std::pair<std::string, uint32_t>> unsettled_;
   // Every open handle, so that those the kernel never released (a mount
   // torn down with files open) are freed with the driver.
   std::unordered_map<FileHandle*, std::unique_ptr<FileHandle>> file_handles_;

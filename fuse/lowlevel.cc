@@ -68,7 +68,16 @@ void OpInit(void*, fuse_conn_info* conn) {
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Guarded(req, "lookup", [&] {
     EntryReply r;
-    ReplyEntry(req, D(req).Lookup(parent, name, &r), r);
+    int err = D(req).Lookup(parent, name, &r);
+    if (err == ENOENT && r.entry_timeout > 0) {
+      // A negative entry: inode 0 with a timeout is how the kernel is told
+      // it may cache the name's absence.
+      fuse_entry_param e{};
+      e.entry_timeout = r.entry_timeout;
+      fuse_reply_entry(req, &e);
+      return;
+    }
+    ReplyEntry(req, err, r);
   });
 }
 
@@ -256,7 +265,11 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file
     // A stored message that is a file (Maildir) goes from its page cache
     // to the kernel by splice, without a copy through this process.
     std::shared_ptr<const ContentReader> reader;
-    if (D(req).StoredReader(ino, fi->fh, &reader) == 0 && reader && reader->fd() >= 0) {
+    if (int err = D(req).StoredReader(ino, fi->fh, &reader)) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    if (reader && reader->fd() >= 0) {
       uint64_t total = reader->size();
       uint64_t start = std::min<uint64_t>(static_cast<uint64_t>(offset), total);
       fuse_bufvec data = FUSE_BUFVEC_INIT(std::min<uint64_t>(size, total - start));
@@ -270,8 +283,10 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file
       }
       return;
     }
+    // A stored message without a file (Redis) is read from the same
+    // reader; a file being written (no reader) from its spool file.
     std::string buffer;
-    if (int err = D(req).Read(ino, fi->fh, static_cast<uint64_t>(offset), size, &buffer)) {
+    if (int err = D(req).Read(ino, fi->fh, static_cast<uint64_t>(offset), size, &buffer, reader)) {
       fuse_reply_err(req, err);
     } else {
       fuse_reply_buf(req, buffer.data(), buffer.size());

@@ -117,6 +117,7 @@ Result<std::unique_ptr<Mount>> MountImpl::Start(std::shared_ptr<MailboxSet> stor
   driver_options.spool_dir = mount->spool_dir_;
   driver_options.entry_timeout = options.entry_timeout_seconds;
   driver_options.attr_timeout = options.attr_timeout_seconds;
+  driver_options.negative_timeout = options.negative_timeout_seconds;
   mount->driver_ = std::make_unique<Driver>(mount->store_, driver_options);
 
   std::vector<std::string> argv_strings = {"mailfs", "-o", "fsname=mailfs,subtype=mailfs"};

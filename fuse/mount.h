@@ -18,6 +18,9 @@ struct MountOptions {
   // invalidates them when the change feed reports a change.
   double entry_timeout_seconds = 60.0;
   double attr_timeout_seconds = 60.0;
+  // How long the kernel may remember that a name does not exist (names
+  // that cannot be a message's canonical name only; see Driver::Lookup).
+  double negative_timeout_seconds = 1.0;
   // Worker threads of the FUSE session loop.
   unsigned max_threads = 16;
   // Log every request (FUSE -d).

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -67,6 +68,15 @@ class MailboxData {
   // ok the message is durably stored; on failure nothing is stored.
   // `recent` marks it \Recent for the next session that claims it.
   virtual Result<uint32_t> Append(const AppendMessage& message, bool recent) = 0;
+  // The internal date that Get answers for a message Append stores now
+  // with `requested`, when the backend can tell without asking the store
+  // (a store may keep another date: Maildir takes 0 as the time of the
+  // append, Redis clamps to the years pymap can read); nullopt otherwise.
+  // Lets the caller show a message it just appended without a Get.
+  virtual std::optional<UnixSeconds> AppendedDate(UnixSeconds requested) const {
+    (void)requested;
+    return std::nullopt;
+  }
 
   // Copies message `uid` to `destination` (flags, keywords, internal date
   // and email id kept) and returns the UID it has there. kNotFound if there

@@ -184,6 +184,10 @@ class DictMailbox final : public MailboxData {
 
   bool accepts_keywords() const override { return true; }
 
+  std::optional<UnixSeconds> AppendedDate(UnixSeconds requested) const override {
+    return requested;  // kept as given
+  }
+
   Result<uint32_t> Append(const AppendMessage& message, bool recent) override {
     if (message.content == nullptr) return Status::InvalidArgument("append without content");
     auto bytes = TakeBytes(*message.content);

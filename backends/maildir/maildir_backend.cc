@@ -654,6 +654,13 @@ class MaildirMailbox final : public MailboxData {
 
   bool accepts_keywords() const override { return true; }
 
+  std::optional<UnixSeconds> AppendedDate(UnixSeconds requested) const override {
+    // The file's mtime (Folder::Stage); 0 means the time of the append.
+    // Only dates every file system keeps exactly (1970-2038) are vouched for.
+    if (requested <= 0 || requested > INT32_MAX) return std::nullopt;
+    return requested;
+  }
+
   Result<uint32_t> Append(const AppendMessage& message, bool recent) override {
     store_->Prepare(folder_.get());
     // The bytes are written and fsynced without the folder's lock (only its

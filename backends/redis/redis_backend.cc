@@ -734,6 +734,13 @@ class RedisMailbox final : public MailboxData {
   FlagSet permanent_flags() const override { return FlagSet::AllSystemFlags(); }
   bool accepts_keywords() const override { return true; }
 
+  std::optional<UnixSeconds> AppendedDate(UnixSeconds requested) const override {
+    // Stored as Append formats it, read back as Get parses it.
+    auto date = redis::ParseRecordDate(redis::FormatRecordDate(requested));
+    if (!date.ok()) return std::nullopt;
+    return *date;
+  }
+
   Result<uint32_t> Append(const AppendMessage& message, bool recent) override {
     if (message.content == nullptr) return Status::InvalidArgument("append without content");
     // The bytes as they are when they are in memory already; read once

@@ -896,6 +896,24 @@ TEST_P(ConformanceTest, FindReturnsTheUidRangeInAscendingOrder) {
   EXPECT_EQ(found->front(), *info);
 }
 
+// A date AppendedDate vouches for is what Get answers after Append (the
+// driver shows a file it just appended from it, without a Get).
+TEST_P(ConformanceTest, AppendedDateIsWhatGetAnswers) {
+  auto inbox = Box("INBOX");
+  ASSERT_NE(inbox, nullptr);
+  const UnixSeconds dates[] = {1'600'000'000, 1, 0, -1'000'000, 4'102'444'800, -70'000'000'000};
+  for (UnixSeconds requested : dates) {
+    SCOPED_TRACE(requested);
+    std::optional<UnixSeconds> vouched = inbox->AppendedDate(requested);
+    auto uid = inbox->Append(MakeAppendMessage(SampleMessage("dated"), {}, requested), false);
+    MAILFS_ASSERT_OK(uid);
+    if (!vouched) continue;
+    auto info = inbox->Get(*uid);
+    MAILFS_ASSERT_OK(info);
+    EXPECT_EQ(info->internal_date, *vouched);
+  }
+}
+
 // --- read-only mailboxes ------------------------------------------------------
 
 TEST_P(ConformanceTest, AReadOnlyMailboxRefusesEveryChange) {
