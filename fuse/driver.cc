@@ -1772,7 +1772,8 @@ int Driver::UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags,
   std::shared_ptr<MailboxData> data;
   uint32_t uid = 0;
   if (int err = MessageByNode(ino, &data, &uid)) return err;
-  if (data->readonly()) return EROFS;
+  // No readonly() here: Update refuses with kReadOnly itself (EROFS), and
+  // asking first costs a maildir folder three access() calls a message.
   FlagSet permanent = data->permanent_flags();
   if ((flags.system_bits() & ~permanent.system_bits()) != 0 ||
       (!flags.keywords().empty() && !data->accepts_keywords())) {
