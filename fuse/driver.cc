@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <tuple>
 #include <utility>
 
 #include "src/mailbox_name.h"
@@ -1948,6 +1949,12 @@ std::vector<Invalidation> Driver::TakeInvalidations(const ChangeBatch& batch) {
           break;
       }
     }
+    // Each invalidation once: a batch of a burst of moves names the same
+    // directories once per message.
+    std::set<std::tuple<Invalidation::Kind, Ino, std::string>> seen;
+    std::erase_if(out, [&](const Invalidation& inv) {
+      return !seen.emplace(inv.kind, inv.ino, inv.name).second;
+    });
     for (const Change& change : batch.changes) {
       if (change.kind != Change::Kind::kMessagesAdded) continue;
       for (size_t i = 0; i < refs_.size(); ++i) {

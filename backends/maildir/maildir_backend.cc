@@ -53,6 +53,9 @@ constexpr uint32_t kWatchMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED
                                 IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF |
                                 IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK;
 
+// How long the watcher lets inotify events gather after the first.
+constexpr auto kWatchGather = std::chrono::milliseconds(2);
+
 // Dovecot's trash names: a mailbox being deleted is renamed to this first.
 std::string_view TrashName(Layout layout) {
   return layout == Layout::kMaildirPlusPlus ? "..DOVECOT-TRASHED" : "..DOVECOT-TrasH";
@@ -601,6 +604,10 @@ class Store : public std::enable_shared_from_this<Store> {
       int ready = poll(fds, 2, 1000);
       if (stopping_) break;
       if (ready < 0 && errno != EINTR) break;
+      // Let the events of a burst gather for a moment (mv or setfattr of
+      // many files makes two or three per message, most of them this
+      // process's own): one wake-up and one lock of a folder for many.
+      if (ready > 0) std::this_thread::sleep_for(kWatchGather);
       std::map<Folder*, std::pair<std::shared_ptr<Folder>, FolderEvents>> events;
       bool list_changed = false;
       bool overflow = false;
