@@ -1339,23 +1339,26 @@ Result<uint32_t> Folder::Receive(const Source& source, bool move, bool recent) {
   // unless the last burst held it for kBurstMaxHold a moment ago: then
   // others waiting for it get their turn first.
   const Clock::time_point now = Clock::now();
-  const bool burst = move && context_.schedule && now >= burst_resume_;
+  const bool burst = move && context_.schedule;
+  const bool keep_lock = burst && now >= burst_resume_;
   struct Keep {
     Folder* folder;
     Dotlock& lock;
-    bool burst;
+    bool burst, keep_lock;
     Clock::time_point now;
     ~Keep() {
-      if (!burst || !lock.held()) return;
-      if (!folder->burst_lock_.held()) {
+      if (!burst) return;
+      if (keep_lock && lock.held() && !folder->burst_lock_.held()) {
         folder->burst_started_ = now;
         folder->burst_lock_ = std::move(lock);
       }
       folder->burst_last_ = now;
       folder->deferred_ = true;
-      folder->context_.schedule(std::min(now + kBurstIdle, folder->burst_started_ + kBurstMaxHold));
+      auto when = now + kBurstIdle;
+      if (folder->burst_lock_.held()) when = std::min(when, folder->burst_started_ + kBurstMaxHold);
+      folder->context_.schedule(when);
     }
-  } keep{this, *lock, burst, now};
+  } keep{this, *lock, burst, keep_lock, now};
   FolderChanges changes;
   if (Status s = RefreshUidlist(&changes); !s.ok()) return s;
   Post(changes);
