@@ -18,6 +18,7 @@
 #include <cstring>
 #include <ctime>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "src/mailbox_name.h"
@@ -1975,7 +1976,8 @@ int Driver::UpdateFlags(Ino ino, FlagOp op, const FlagSet& flags,
   std::shared_ptr<MailboxData> data;
   uint32_t uid = 0;
   if (int err = MessageByNode(ino, &data, &uid)) return err;
-  if (data->readonly()) return EROFS;
+  // No readonly() here: Update refuses with kReadOnly itself (EROFS), and
+  // asking first costs a maildir folder three access() calls a message.
   FlagSet permanent = data->permanent_flags();
   if ((flags.system_bits() & ~permanent.system_bits()) != 0 ||
       (!flags.keywords().empty() && !data->accepts_keywords())) {
@@ -2150,6 +2152,12 @@ std::vector<Invalidation> Driver::TakeInvalidations(const ChangeBatch& batch) {
           break;
       }
     }
+    // Each invalidation once: a batch of a burst of moves names the same
+    // directories once per message.
+    std::set<std::tuple<Invalidation::Kind, Ino, std::string>> seen;
+    std::erase_if(out, [&](const Invalidation& inv) {
+      return !seen.emplace(inv.kind, inv.ino, inv.name).second;
+    });
     // New messages may be \Recent in the store, to be claimed for this
     // session (below), unless this mount added them itself: it appends,
     // copies and moves with recent=false, so the store holds no \Recent

@@ -29,6 +29,11 @@ namespace {
 // How long the notifier waits on the change feed before it looks at its
 // own queue again (invalidations the driver queued itself).
 constexpr auto kNotifierPoll = std::chrono::milliseconds(100);
+// How long the notifier lets changes gather after the first: a burst (mv
+// or setfattr of many files, one request each) posts a change per message,
+// and in one batch each directory's invalidation is sent once, and the
+// notifier thread wakes once, not once per message.
+constexpr auto kNotifierGather = std::chrono::milliseconds(2);
 // How long an unmount waits for the kernel to end the connection before it
 // aborts it (a descriptor still open on the mount keeps it alive).
 constexpr auto kUnmountGrace = std::chrono::seconds(10);
@@ -187,6 +192,14 @@ void MountImpl::RunNotifier(uint64_t cursor) {
   while (!stop_notifier_.load()) {
     ChangeBatch batch = store_->WaitForChanges(&cursor, kNotifierPoll);
     if (stop_notifier_.load()) break;
+    if (!batch.changes.empty() && !batch.stopped) {
+      std::this_thread::sleep_for(kNotifierGather);
+      ChangeBatch more = store_->WaitForChanges(&cursor, std::chrono::milliseconds(0));
+      batch.changes.insert(batch.changes.end(), std::make_move_iterator(more.changes.begin()),
+                           std::make_move_iterator(more.changes.end()));
+      batch.overflowed = batch.overflowed || more.overflowed;
+      batch.stopped = more.stopped;
+    }
     for (const Invalidation& inv : driver_->TakeInvalidations(batch)) {
       int err = 0;
       if (inv.kind == Invalidation::Kind::kInode) {

@@ -155,6 +155,10 @@ class Dotlock {
 
   bool held() const { return !lock_path_.empty(); }
   void Release();
+  // The locked file's directory was renamed: the lock is now `file`.lock.
+  void MovedTo(const std::string& file) {
+    if (held()) lock_path_ = file + ".lock";
+  }
 
  private:
   std::string lock_path_;

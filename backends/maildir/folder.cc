@@ -17,6 +17,15 @@ namespace mailfs::maildir {
 namespace {
 
 constexpr char kUidlistName[] = "dovecot-uidlist";
+// Bursts of moves (see Folder::Receive): the lock is kept until the burst
+// pauses this long, and for this long at most, then left alone for a
+// moment so that another process waiting for it (Dovecot waits for a
+// dotlock with inotify) gets it; moves are synced once the burst pauses,
+// or once the oldest unsynced one is kMaxUnsynced old.
+constexpr auto kBurstIdle = std::chrono::milliseconds(5);
+constexpr auto kBurstMaxHold = std::chrono::milliseconds(100);
+constexpr auto kBurstPause = std::chrono::milliseconds(10);
+constexpr auto kMaxUnsynced = std::chrono::milliseconds(1000);
 constexpr size_t kHeaderScanLimit = 64 * 1024;
 
 // A reader over a message file that it keeps open, so the bytes stay
@@ -415,17 +424,27 @@ void Folder::ApplyKeywordsChange() {
   Post(changes);
 }
 
-void Folder::ApplyFileEvents(const std::vector<std::pair<std::string, bool>>& names) {
+void Folder::ApplyFileEvents(const std::vector<FileEvent>& events) {
   if (!loaded_ || deleted_ || stale_) return;
   FolderChanges changes;
   std::set<uint32_t> suspects;
-  for (const auto& [name, in_new] : names) {
+  for (const FileEvent& event : events) {
+    const std::string& name = event.name;
+    const bool in_new = event.in_new;
     if (name.empty() || name[0] == '.' || UnsafeFileNameReason(name)) continue;
     std::string_view base = BaseName(name);
+    Entry* entry = index_.FindBase(base);
+    // An event that only says what the index already shows needs no look
+    // at the disk: a name the index has that appeared, or a name it does
+    // not have (nor waits to number) that went. Those are the events of
+    // this process's own flag changes and moves, one or two per message.
+    // Events come in order, so a later change of the same file comes with
+    // an event of its own.
+    bool indexed = entry != nullptr && entry->name == name && entry->in_new == in_new;
+    if (event.gone ? !indexed && !pending_.contains(base) : indexed) continue;
     std::string path = Path(in_new, name);
     struct stat st {};
     bool exists = lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-    Entry* entry = index_.FindBase(base);
     if (!exists) {
       if (entry != nullptr && entry->name == name && entry->in_new == in_new) {
         suspects.insert(entry->uid);
@@ -501,6 +520,7 @@ void Folder::ApplyFileEvents(const std::vector<std::pair<std::string, bool>>& na
 // --- Writing the uidlist -------------------------------------------------------------
 
 Result<Dotlock> Folder::LockUidlist(std::chrono::milliseconds timeout) {
+  if (burst_lock_.held()) return std::move(burst_lock_);
   // The lock is link()ed from a file of ours in tmp/, kept from one lock
   // to the next (see DotlockSource).
   lock_source_.SetDirectory(dir_ + "/tmp");
@@ -528,9 +548,10 @@ Status Folder::CreateUidlist(const std::string& dir, uint32_t uid_validity, cons
 }
 
 Status Folder::WriteRecords(const std::vector<UidlistRecord>& records,
-                            const std::vector<std::string>& synced_dirs) {
+                            const std::vector<std::string>& synced_dirs, bool durable) {
   std::vector<SyncTarget> targets;
-  if (context_.fsync) {
+  const bool sync = context_.fsync && durable;
+  if (sync) {
     for (const std::string& dir : synced_dirs) targets.push_back(SyncTarget{dir, false});
   }
   auto rewrite = [&] {
@@ -565,7 +586,7 @@ Status Folder::WriteRecords(const std::vector<UidlistRecord>& records,
     }
     rest.remove_prefix(static_cast<size_t>(n));
   }
-  if (status.ok() && context_.fsync) {
+  if (status.ok() && sync) {
     // fdatasync: the line and the file's size must survive, its times need
     // not. Synced at once with the directories the new files went to.
     targets.push_back(SyncTarget{path, true, fd});
@@ -1137,7 +1158,9 @@ void Folder::CommitGroup(std::span<CommitRequest* const> group) {
 
 Result<FlagSet> Folder::Update(uint32_t uid, const FlagSet& flags, FlagOp op) {
   if (Status s = Ensure(); !s.ok()) return s;
-  if (Status s = CheckWritable(); !s.ok()) return s;
+  // No CheckWritable up front (three access() calls per message): the
+  // rename below fails with EACCES, EPERM or EROFS, which are kReadOnly
+  // too. Only a change that needs no rename asks.
   Dotlock lock;
   for (int attempt = 0; attempt < 3; ++attempt) {
     Entry* entry = index_.Find(uid);
@@ -1145,7 +1168,10 @@ Result<FlagSet> Folder::Update(uint32_t uid, const FlagSet& flags, FlagOp op) {
     FlagSet before = FlagsOf(*entry, keywords_);
     FlagSet after = before;
     after.Apply(op, flags);
-    if (after == before) return after;
+    if (after == before) {
+      if (Status s = CheckWritable(); !s.ok()) return s;
+      return after;
+    }
     if (!lock.held() && NeedsNewKeywordLetters(after)) {
       auto acquired = LockUidlist(context_.lock_timeout);
       if (!acquired.ok()) return acquired.status();
@@ -1290,6 +1316,7 @@ Result<Folder::Source> Folder::Describe(uint32_t uid) {
     if (!source.ids.has_thread) source.ids.thread = Hash128("thread:" + source.base);
     source.ids.has_email = source.ids.has_thread = true;
     source.mtime = entry->mtime;
+    source.size = entry->size;
     return source;
   }
   return Status::NotFound(ErrorScope::kMessage, fmt::format("{}: no UID {}", name_, uid));
@@ -1297,9 +1324,34 @@ Result<Folder::Source> Folder::Describe(uint32_t uid) {
 
 Result<uint32_t> Folder::Receive(const Source& source, bool move, bool recent) {
   if (Status s = Ensure(); !s.ok()) return s;
-  if (Status s = CheckWritable(); !s.ok()) return s;
+  // No CheckWritable: taking the lock, the link or the rename fail with
+  // kReadOnly where the folder cannot be written.
   auto lock = LockUidlist(context_.lock_timeout);
   if (!lock.ok()) return lock.status();
+  // A move keeps the lock for the next one of its burst (see the header),
+  // unless the last burst held it for kBurstMaxHold a moment ago: then
+  // others waiting for it get their turn first.
+  const Clock::time_point now = Clock::now();
+  const bool burst = move && context_.schedule;
+  const bool keep_lock = burst && now >= burst_resume_;
+  struct Keep {
+    Folder* folder;
+    Dotlock& lock;
+    bool burst, keep_lock;
+    Clock::time_point now;
+    ~Keep() {
+      if (!burst) return;
+      if (keep_lock && lock.held() && !folder->burst_lock_.held()) {
+        folder->burst_started_ = now;
+        folder->burst_lock_ = std::move(lock);
+      }
+      folder->burst_last_ = now;
+      folder->deferred_ = true;
+      auto when = now + kBurstIdle;
+      if (folder->burst_lock_.held()) when = std::min(when, folder->burst_started_ + kBurstMaxHold);
+      folder->context_.schedule(when);
+    }
+  } keep{this, *lock, burst, keep_lock, now};
   FolderChanges changes;
   if (Status s = RefreshUidlist(&changes); !s.ok()) return s;
   Post(changes);
@@ -1360,7 +1412,9 @@ Result<uint32_t> Folder::Receive(const Source& source, bool move, bool recent) {
   record.uid = uid;
   record.ext = FieldsForIds(source.ids.email, source.ids.thread);
   record.name = base;
-  Status status = WriteRecords({record}, {dir_ + (in_new ? "/new" : "/cur")});
+  const std::string target_dir = dir_ + (in_new ? "/new" : "/cur");
+  const bool deferred = burst && context_.fsync;
+  Status status = WriteRecords({record}, {target_dir}, /*durable=*/!deferred);
   if (!status.ok()) {
     // Undo: the message must be where it was, and only there.
     if (move) {
@@ -1380,11 +1434,59 @@ Result<uint32_t> Folder::Receive(const Source& source, bool move, bool recent) {
   entry.letters = letters->keywords;
   entry.in_new = in_new;
   entry.name = std::move(name);
+  // The same file (renamed, or linked): no stat() for its first getattr.
+  entry.mtime = source.mtime;
+  entry.size = source.size;
+  entry.stat_known = true;
   index_.Add(std::move(entry));
+  if (deferred) {
+    // Synced by Tick once the burst pauses (see the header).
+    if (unsynced_.empty()) unsynced_since_ = now;
+    unsynced_[target_dir] = false;
+    unsynced_[UidlistPath()] = true;
+  }
   changes = FolderChanges();
   changes.added.push_back(uid);
   Post(changes);
   return uid;
+}
+
+Folder::~Folder() { Tick(Clock::now(), /*finish=*/true); }
+
+Folder::Clock::time_point Folder::Tick(Clock::time_point now, bool finish) {
+  std::vector<SyncTarget> targets;
+  Clock::time_point next = Clock::time_point::max();
+  {
+    std::lock_guard lock(mu);
+    const bool paused = finish || now - burst_last_ >= kBurstIdle;
+    if (burst_lock_.held()) {
+      if (paused || now - burst_started_ >= kBurstMaxHold) {
+        if (!paused) burst_resume_ = now + kBurstPause;
+        burst_lock_.Release();
+      } else {
+        next = std::min(burst_last_ + kBurstIdle, burst_started_ + kBurstMaxHold);
+      }
+    }
+    if (!unsynced_.empty()) {
+      if (paused || now - unsynced_since_ >= kMaxUnsynced) {
+        for (auto& [path, data_only] : unsynced_) targets.push_back(SyncTarget{path, data_only});
+        unsynced_.clear();
+      } else {
+        next = std::min(next, std::min(burst_last_ + kBurstIdle, unsynced_since_ + kMaxUnsynced));
+      }
+    }
+    deferred_ = burst_lock_.held() || !unsynced_.empty();
+  }
+  // Without mu: a sync takes a journal commit, and moves go on meanwhile.
+  if (!targets.empty()) {
+    Status synced = SyncAll(targets);
+    // A folder renamed or deleted meanwhile: syncfs at fsync() or unmount
+    // covers wherever its files are now.
+    if (!synced.ok() && synced.code() != ErrorCode::kNotFound) {
+      spdlog::error("maildir: cannot make moves durable: {}", synced.ToString());
+    }
+  }
+  return next;
 }
 
 void Folder::Forget(uint32_t uid) {

@@ -12,9 +12,11 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,6 +41,9 @@ struct FolderContext {
   bool fsync = true;
   std::chrono::milliseconds lock_timeout{30000};
   ChangeLog* changes = nullptr;
+  // Asks the store to call Folder::Tick of every folder with deferred work
+  // (see Receive) no later than the given time. Unset: nothing is deferred.
+  std::function<void(std::chrono::steady_clock::time_point)> schedule;
 };
 
 // A change to report once the folder's work is done.
@@ -53,6 +58,8 @@ class Folder {
       : context_(context), dir_(std::move(dir)), name_(std::move(name)), guid_(std::move(guid)) {}
   Folder(const Folder&) = delete;
   Folder& operator=(const Folder&) = delete;
+  // Ends a burst of moves (Tick with finish).
+  ~Folder();
 
   std::mutex mu;
 
@@ -68,6 +75,7 @@ class Folder {
   // Reread at the new place before the next use: events seen while the
   // directories moved may have been applied to the old path.
   void Relocate(std::string dir, std::string name) {
+    burst_lock_.MovedTo(dir + "/dovecot-uidlist");  // a kept lock moved along
     {
       std::lock_guard lock(dir_mu_);
       dir_ = std::move(dir);
@@ -92,9 +100,17 @@ class Folder {
   void MarkStale() { stale_ = true; }
   // Rereads the uidlist and both directories and reports what changed.
   Status Reload();
-  // Files in new/ or cur/ that inotify says appeared or went (names as
-  // given by the event); reconciles each with the disk.
-  void ApplyFileEvents(const std::vector<std::pair<std::string, bool>>& names);
+  // A file in new/ or cur/ that inotify says appeared (created, moved in,
+  // written) or went (deleted, moved out), named as the event names it.
+  struct FileEvent {
+    std::string name;
+    bool in_new = false;
+    bool gone = false;
+  };
+  // Reconciles each file an event names with the disk; an event that the
+  // index already agrees with (this process's own renames, mostly) costs
+  // nothing.
+  void ApplyFileEvents(const std::vector<FileEvent>& events);
   // dovecot-uidlist or dovecot-keywords changed on disk.
   void ApplyUidlistChange();
   void ApplyKeywordsChange();
@@ -148,15 +164,42 @@ class Folder {
     MessageIds ids;
     std::string email_id, thread_id;
     int64_t mtime = 0;
+    uint64_t size = 0;  // with mtime: the file's, which a link or rename keeps
   };
   Result<Source> Describe(uint32_t uid);
   // The target side, with this folder's mu held: links (or, for a move,
   // renames) `source.path` in under the next UID. kNotFound when the
   // source file is gone (a flag change renamed it: the caller refreshes
   // the source and retries).
+  //
+  // Moves come in bursts (`mv *.eml Archive/` is one request per message),
+  // so a move keeps the uidlist lock for the next one (Tick releases it
+  // once the burst pauses for kBurstIdle), and its syncs are deferred to
+  // Tick (once per burst, not once per message), also with fsync on: a
+  // move never risks mail, whatever a crash keeps of it. The rename is
+  // atomic, so the file is in the source or in the target (on a
+  // filesystem without atomic renames, possibly in both); a uidlist line
+  // whose file is elsewhere is skipped by every reader (Dovecot too), and
+  // a file without a line gets a new UID. The move is durable once the
+  // burst pauses (Tick syncs the target directory and uidlist), or at
+  // fsync() or unmount (Store::Sync), whichever comes first. A copy keeps
+  // syncing before it returns: the new link is new data.
   Result<uint32_t> Receive(const Source& source, bool move, bool recent);
   // After a move: the message left this folder.
   void Forget(uint32_t uid);
+
+  // The deferred work of a burst of moves (see Receive): releases the
+  // uidlist lock kept between them once the burst pauses (or has held it
+  // for kBurstMaxHold), and syncs what its moves changed once it pauses
+  // (or the oldest is kMaxUnsynced old). `finish`: all of it now. Takes mu
+  // itself (call it WITHOUT mu) and lets go of it before syncing. Returns
+  // when it wants to be called again (time_point::max(): nothing left).
+  // Sync failures are logged; the next fsync() or unmount (Store::Sync,
+  // syncfs) reports them to the caller.
+  std::chrono::steady_clock::time_point Tick(std::chrono::steady_clock::time_point now,
+                                             bool finish);
+  // Whether Tick has anything to do; without mu.
+  bool has_deferred() const { return deferred_.load(std::memory_order_relaxed); }
 
   // Writes a new, empty uidlist with this folder's validity and GUID.
   static Status CreateUidlist(const std::string& dir, uint32_t uid_validity,
@@ -183,14 +226,17 @@ class Folder {
   // with the uidlist. On failure appended lines are taken back; a file
   // rewritten before a directory's sync failed keeps them (lines without
   // a file once the caller moves its files back, which readers skip).
+  // With `durable` false nothing is synced (the caller defers it).
   Status WriteRecords(const std::vector<UidlistRecord>& records,
-                      const std::vector<std::string>& synced_dirs = {});
+                      const std::vector<std::string>& synced_dirs = {}, bool durable = true);
   Status RewriteUidlist(const std::vector<UidlistRecord>& added);
   // Letters for `flags` in this folder, assigning new keyword letters
   // (and rewriting dovecot-keywords) as needed. REQUIRES the dotlock when
   // `may_assign`.
   Result<NameFlags> LettersFor(const FlagSet& flags, uint32_t keep_unknown_letters);
   bool NeedsNewKeywordLetters(const FlagSet& flags) const;
+  // The uidlist dotlock; the one a burst of moves kept, if it holds one
+  // (handed over: the caller's release ends the burst's hold).
   Result<Dotlock> LockUidlist(std::chrono::milliseconds timeout);
   // One append waiting in the commit queue; lives on its caller's stack.
   struct CommitRequest {
@@ -226,6 +272,18 @@ class Folder {
   // What the uidlist's dotlock is link()ed from: a file of ours in tmp/.
   DotlockSource lock_source_;
   bool lock_files_swept_ = false;  // RemoveDeadOnes ran for this folder
+  // A burst of moves into this folder (see Receive and Tick), GUARDED_BY(mu):
+  // the uidlist lock kept between its moves, when the burst began and when
+  // it last moved a message, and when the next burst may keep the lock
+  // again (a pause after a hold of kBurstMaxHold, for other waiters).
+  using Clock = std::chrono::steady_clock;
+  Dotlock burst_lock_;
+  Clock::time_point burst_started_{}, burst_last_{}, burst_resume_{};
+  // What moves changed and nobody synced yet (path -> fdatasync enough),
+  // and since when. GUARDED_BY(mu)
+  std::map<std::string, bool> unsynced_;
+  Clock::time_point unsynced_since_{};
+  std::atomic<bool> deferred_{false};  // burst_lock_ held or unsynced_ not empty
   // Written with mu and dir_mu_ held, so read with either (UnlockedDir).
   mutable std::mutex dir_mu_;
   std::string dir_;

@@ -23,6 +23,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -50,6 +52,9 @@ using maildir::NameEncoding;
 constexpr uint32_t kWatchMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
                                 IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF |
                                 IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK;
+
+// How long the watcher lets inotify events gather after the first.
+constexpr auto kWatchGather = std::chrono::milliseconds(2);
 
 // Dovecot's trash names: a mailbox being deleted is renamed to this first.
 std::string_view TrashName(Layout layout) {
@@ -165,10 +170,12 @@ class Store : public std::enable_shared_from_this<Store> {
     context_.fsync = options_.fsync;
     context_.lock_timeout = options_.lock_timeout;
     context_.changes = &changes_;
+    context_.schedule = [this](Clock::time_point when) { ScheduleDeferred(when); };
     root_fd_ = open(options_.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   }
   ~Store() {
     StopWatcher();
+    StopDeferred();
     if (root_fd_ >= 0) close(root_fd_);
   }
 
@@ -324,6 +331,9 @@ class Store : public std::enable_shared_from_this<Store> {
   // opened now would miss the errors of messages written earlier.
   Status Sync() {
     if (root_fd_ < 0) return ErrnoStatus(EBADF, "open", options_.root);
+    // Bursts of moves end here: their locks go, their syncs are done (and
+    // syncfs below reports what failed).
+    FinishDeferred();
     Status status;
     struct stat root_stat {};
     if (fstat(root_fd_, &root_stat) != 0) return ErrnoStatus(errno, "stat", options_.root);
@@ -355,6 +365,71 @@ class Store : public std::enable_shared_from_this<Store> {
     std::vector<std::shared_ptr<Folder>> out;
     for (auto& [guid, folder] : folders_) out.push_back(folder);
     return out;
+  }
+
+  // --- Deferred work of folders (Folder::Tick) ------------------------------------
+
+  using Clock = std::chrono::steady_clock;
+
+  // A folder wants Tick called by `when`: wakes the thread if it would
+  // sleep longer, so that a burst of moves costs a wake-up per pause, not
+  // one per move.
+  void ScheduleDeferred(Clock::time_point when) {
+    std::lock_guard lock(deferred_mu_);
+    if (deferred_stopping_) return;
+    if (!deferred_thread_.joinable()) {
+      deferred_thread_ = std::thread([this] { DeferredLoop(); });
+    }
+    if (when < deferred_next_) {
+      deferred_next_ = when;
+      deferred_cv_.notify_one();
+    }
+  }
+
+  // Ticks every folder with deferred work; returns the earliest time one
+  // wants to be ticked again.
+  Clock::time_point TickFolders(bool finish) {
+    std::vector<std::shared_ptr<Folder>> folders;
+    {
+      std::lock_guard lock(mu);
+      folders = LoadedFolders();
+    }
+    Clock::time_point next = Clock::time_point::max();
+    for (const auto& folder : folders) {
+      if (folder->has_deferred()) next = std::min(next, folder->Tick(Clock::now(), finish));
+    }
+    return next;
+  }
+
+  void FinishDeferred() { (void)TickFolders(/*finish=*/true); }
+
+  void DeferredLoop() {
+    std::unique_lock lock(deferred_mu_);
+    while (!deferred_stopping_) {
+      if (Clock::now() < deferred_next_) {
+        if (deferred_next_ == Clock::time_point::max()) {
+          deferred_cv_.wait(lock);
+        } else {
+          deferred_cv_.wait_until(lock, deferred_next_);
+        }
+        continue;
+      }
+      deferred_next_ = Clock::time_point::max();
+      lock.unlock();
+      Clock::time_point next = TickFolders(/*finish=*/false);
+      lock.lock();
+      deferred_next_ = std::min(deferred_next_, next);
+    }
+  }
+
+  void StopDeferred() {
+    {
+      std::lock_guard lock(deferred_mu_);
+      deferred_stopping_ = true;
+      deferred_cv_.notify_one();
+    }
+    if (deferred_thread_.joinable()) deferred_thread_.join();
+    FinishDeferred();
   }
 
  private:
@@ -516,7 +591,7 @@ class Store : public std::enable_shared_from_this<Store> {
   }
 
   struct FolderEvents {
-    std::vector<std::pair<std::string, bool>> files;
+    std::vector<Folder::FileEvent> files;
     bool uidlist = false;
     bool keywords = false;
     bool stale = false;
@@ -529,6 +604,10 @@ class Store : public std::enable_shared_from_this<Store> {
       int ready = poll(fds, 2, 1000);
       if (stopping_) break;
       if (ready < 0 && errno != EINTR) break;
+      // Let the events of a burst gather for a moment (mv or setfattr of
+      // many files makes two or three per message, most of them this
+      // process's own): one wake-up and one lock of a folder for many.
+      if (ready > 0) std::this_thread::sleep_for(kWatchGather);
       std::map<Folder*, std::pair<std::shared_ptr<Folder>, FolderEvents>> events;
       bool list_changed = false;
       bool overflow = false;
@@ -571,7 +650,8 @@ class Store : public std::enable_shared_from_this<Store> {
             if (name == "dovecot-uidlist") slot.second.uidlist = true;
             if (name == "dovecot-keywords") slot.second.keywords = true;
           } else if (!is_dir) {
-            slot.second.files.emplace_back(std::move(name), role.sub == 1);
+            slot.second.files.push_back(Folder::FileEvent{
+                std::move(name), role.sub == 1, (event->mask & (IN_DELETE | IN_MOVED_FROM)) != 0});
           }
         }
       }
@@ -631,6 +711,13 @@ class Store : public std::enable_shared_from_this<Store> {
   std::thread thread_;
   std::mutex watch_mu_;
   std::unordered_map<int, WatchRole> roles_;  // GUARDED_BY(watch_mu_)
+
+  // The thread that runs Folder::Tick (started by the first ScheduleDeferred).
+  std::mutex deferred_mu_;
+  std::condition_variable deferred_cv_;
+  Clock::time_point deferred_next_ = Clock::time_point::max();  // GUARDED_BY(deferred_mu_)
+  bool deferred_stopping_ = false;                              // GUARDED_BY(deferred_mu_)
+  std::thread deferred_thread_;
 };
 
 // --- MailboxData ------------------------------------------------------------------------
@@ -749,10 +836,9 @@ class MaildirMailbox final : public MailboxData {
       Result<Folder::Source> source = Status::Io("unset");
       {
         auto lock = Lock();
+        // A read-only source needs no check here (three access() calls a
+        // message): its rename fails with kReadOnly.
         source = folder_->Describe(uid);
-        if (source.ok() && move && folder_->IsReadOnly()) {
-          return Status::ReadOnly(fmt::format("{} is read-only", folder_->name()));
-        }
       }
       if (!source.ok()) return source.status();
       Result<uint32_t> received = Status::Io("unset");

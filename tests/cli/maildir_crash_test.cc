@@ -719,5 +719,163 @@ TEST(MaildirCrashTest, SigkillDuringBulkCopyLosesNoCompletedCopy) {
                   std::chrono::duration_cast<milliseconds>(Clock::now() - test_start).count()));
 }
 
+// SIGKILL during a burst of moves (`find A -exec mv -t B {} +`, one rename
+// per message), 4 rounds back and forth between INBOX and Archive. A move
+// keeps the target's uidlist lock between the moves of a burst and syncs
+// only once the burst pauses, so a kill finds the lock held, uidlist lines
+// of files still in the source, and moves not synced. None of that may
+// lose or duplicate a message: afterwards both uidlists parse cleanly; a
+// fresh mailfs (odd rounds) or Dovecot (even rounds) opens the store
+// first, overriding the dead lock; Dovecot force-resyncs both mailboxes;
+// every message is in exactly one of them with its bytes (so nothing is
+// lost and nothing was copied); and a later mount shows Dovecot's UIDs.
+TEST(MaildirCrashTest, SigkillDuringBurstOfMovesLosesNothing) {
+  SetTestTimeout(seconds(300));
+  ASSERT_EQ(::access("/dev/fuse", R_OK | W_OK), 0)
+      << "/dev/fuse is not usable (" << std::strerror(errno) << "): this test needs FUSE";
+  constexpr int kMoveRounds = 4;
+  constexpr int kMovedMessages = 800;
+  TempDir base;
+  ASSERT_FALSE(base.path().empty());
+  const std::string store = base.Path("store");
+  const std::string archive = store + "/.Archive";
+  const std::string mnt = base.Path("mnt");
+  const std::string spool = base.Path("spool");
+  for (const auto& dir : {store, store + "/cur", store + "/new", store + "/tmp", mnt, spool}) {
+    ASSERT_SYSCALL_OK(::mkdir(dir.c_str(), 0755));
+  }
+  // The messages go straight into INBOX's cur/, as a delivery leaves them.
+  std::map<std::string, std::string> tag_of_sha;
+  for (int i = 0; i < kMovedMessages; ++i) {
+    char tag[32];
+    std::snprintf(tag, sizeof tag, "mv-%04d", i);
+    const std::string bytes = MessageBytes(tag, i);
+    tag_of_sha[Sha256Hex(bytes)] = tag;
+    WriteLocalFile(store + "/cur/" + std::to_string(1700000000 + i) + ".M" + std::to_string(i) +
+                       "P1.crash:2," + (i % 2 == 0 ? "S" : ""),
+                   bytes);
+  }
+  ASSERT_TRUE(PrepareStoreForDovecot(store));
+  auto dovecot = Dovecot::Create({.maildir = store});
+  ASSERT_TRUE(dovecot) << "doveadm is needed";
+  ASSERT_TRUE(dovecot->MailboxCreate("Archive"));
+  ASSERT_TRUE(dovecot->MailboxStatus("INBOX"));  // numbers the messages
+
+  const uint32_t seed = Seed();
+  std::mt19937 rng(seed);
+  std::printf("[ crash    ] seed %u (MAILFS_CRASH_SEED overrides it)\n", seed);
+  std::map<std::string, std::vector<uint32_t>> dovecot_uids;  // mailbox -> UIDs
+  for (int round = 1; round <= kMoveRounds; ++round) {
+    SCOPED_TRACE("move round " + std::to_string(round) + " (seed " + std::to_string(seed) + ")");
+    const auto round_start = Clock::now();
+    const bool to_archive = round % 2 == 1;
+    const std::string from = to_archive ? "INBOX" : "Archive";
+    const std::string to = to_archive ? "Archive" : "INBOX";
+    const std::string from_dir = to_archive ? store : archive;
+    const std::string to_dir = to_archive ? archive : store;
+    const size_t in_source = CountFiles(from_dir + "/cur") + CountFiles(from_dir + "/new");
+    const size_t in_target = CountFiles(to_dir + "/cur") + CountFiles(to_dir + "/new");
+    ASSERT_GT(in_source, 20u) << "too few messages left to move";
+    const size_t kill_after =
+        in_target + std::uniform_int_distribution<size_t>(in_source / 10, in_source * 9 / 10)(rng);
+    const int extra_delay_us = std::uniform_int_distribution<int>(0, 2000)(rng);
+
+    const std::string log = base.Path("mailfs-mv-" + std::to_string(round) + ".log");
+    auto mount = MailfsMount::Start(store, mnt, spool, log);
+    ASSERT_TRUE(mount);
+    const std::string loop_log = base.Path("mv-" + std::to_string(round) + ".log");
+    auto mover = Child::Spawn(
+        {"/bin/sh", "-c", "find mnt/" + from + " -name '*.eml' -exec mv -t mnt/" + to + " {} +"},
+        base.path(), loop_log);
+    ASSERT_TRUE(mover);
+    const auto start = Clock::now();
+    size_t moved = 0;
+    while ((moved = CountFiles(to_dir + "/cur") + CountFiles(to_dir + "/new")) < kill_after) {
+      ASSERT_TRUE(mover->Running())
+          << "mv stopped (exit " << mover->exit_code() << ") after " << moved << " files:\n"
+          << Tail(ReadText(loop_log)) << "\nmailfs's log:\n"
+          << Tail(ReadText(log));
+      ASSERT_LT(Clock::now() - start, kCopyTimeout);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(extra_delay_us));
+    mount->Crash();
+    EXPECT_TRUE(mover->WaitExit(seconds(10))) << "mv still runs after the kill";
+    mover->KillGroup();
+    ASSERT_TRUE(mount->DetachDead());
+    mount.reset();
+    const bool lock_left = fs::exists(to_dir + "/dovecot-uidlist.lock");
+    const size_t moved_at_kill =
+        CountFiles(to_dir + "/cur") + CountFiles(to_dir + "/new") - in_target;
+    CheckUidlist(store, "INBOX after the kill");
+    CheckUidlist(archive, "Archive after the kill");
+
+    if (round % 2 == 1) {
+      // mailfs first: it must override its dead self's lock and number
+      // every file in both mailboxes.
+      auto recovery = MailfsMount::Start(
+          store, mnt, spool, base.Path("mailfs-mv-" + std::to_string(round) + "-recovery.log"));
+      ASSERT_TRUE(recovery);
+      for (const auto& [name, dir] :
+           {std::pair{std::string("INBOX"), store}, std::pair{std::string("Archive"), archive}}) {
+        const size_t files = CountFiles(dir + "/cur") + CountFiles(dir + "/new");
+        std::vector<uint32_t> uids;
+        EXPECT_TRUE(Eventually(
+            [&] {
+              uids = MountedUids(mnt + "/" + name);
+              return uids.size() == files;
+            },
+            kRecoveryTimeout))
+            << name << ": the reopened store shows " << Describe(uids) << " for " << files
+            << " files";
+      }
+      recovery->Unmount();
+    }
+    // Dovecot: every message exactly once, in one of the two mailboxes.
+    std::map<std::string, std::string> where;  // tag -> mailbox
+    for (const std::string mailbox : {"INBOX", "Archive"}) {
+      EXPECT_TRUE(dovecot->MailboxStatus(mailbox)) << mailbox;
+      EXPECT_TRUE(dovecot->ForceResync(mailbox)) << mailbox;
+      auto messages = dovecot->Fetch(mailbox);
+      ASSERT_TRUE(messages) << mailbox;
+      std::vector<uint32_t>& uids = dovecot_uids[mailbox];
+      uids.clear();
+      for (const auto& m : *messages) {
+        uids.push_back(m.uid);
+        auto it = tag_of_sha.find(m.sha256);
+        if (it == tag_of_sha.end()) {
+          ADD_FAILURE() << mailbox << " UID " << m.uid << " has bytes of no message";
+          continue;
+        }
+        auto [at, fresh] = where.emplace(it->second, mailbox);
+        if (!fresh) {
+          ADD_FAILURE() << it->second << " is in " << at->second << " and in " << mailbox;
+        }
+      }
+    }
+    EXPECT_EQ(where.size(), tag_of_sha.size()) << "messages lost";
+    CheckUidlist(store, "INBOX after Dovecot");
+    CheckUidlist(archive, "Archive after Dovecot");
+    std::printf(
+        "[ crash    ] move round %d: %s -> %s, killed after %zu of %zu moves (+%d us), "
+        "lock %s; Dovecot: %zu in INBOX, %zu in Archive; round %lld ms\n",
+        round, from.c_str(), to.c_str(), moved_at_kill, in_source, extra_delay_us,
+        lock_left ? "left" : "gone", dovecot_uids["INBOX"].size(), dovecot_uids["Archive"].size(),
+        static_cast<long long>(
+            std::chrono::duration_cast<milliseconds>(Clock::now() - round_start).count()));
+    std::fflush(stdout);
+    if (HasFailure()) {
+      std::printf("[ crash    ] mailfs's log:\n%s\n", Tail(ReadText(log)).c_str());
+      break;
+    }
+  }
+  // A last mount shows what Dovecot shows.
+  auto mount = MailfsMount::Start(store, mnt, spool, base.Path("mailfs-mv-final.log"));
+  ASSERT_TRUE(mount);
+  EXPECT_EQ(MountedUids(mnt + "/INBOX"), dovecot_uids["INBOX"]);
+  EXPECT_EQ(MountedUids(mnt + "/Archive"), dovecot_uids["Archive"]);
+  mount->Unmount();
+}
+
 }  // namespace
 }  // namespace mailfs::test

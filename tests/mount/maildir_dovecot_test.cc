@@ -619,6 +619,99 @@ INSTANTIATE_TEST_SUITE_P(Layouts, MaildirDovecotTest,
                          LayoutCaseName);
 
 // ---------------------------------------------------------------------------
+// A burst of moves: `find INBOX -exec mv -t Archive {} +` is one rename per
+// message, and the mount keeps Archive's uidlist lock between them and
+// syncs once the burst pauses. Dovecot must see every moved message at
+// once, with the UIDs the mount gave them; the lock must not outlive the
+// burst (doveadm save into Archive right after succeeds, and the lock file
+// is gone within a second); an append and a new keyword through the mount
+// right after the burst take the kept lock over instead of waiting for it.
+
+class MaildirDovecotMoveBurstTest : public DovecotInterop, public ::testing::Test {
+ protected:
+  CommandResult Sh(const std::string& command) const { return mount_->Run(command); }
+  DovecotMailboxStatus Status(std::string_view mailbox) {
+    return dovecot_->MailboxStatus(mailbox).value_or(DovecotMailboxStatus{});
+  }
+  std::vector<DovecotMessage> Messages(std::string_view mailbox) {
+    return dovecot_->Fetch(mailbox).value_or(std::vector<DovecotMessage>{});
+  }
+
+  std::unique_ptr<MountedStore> mount_;
+};
+
+TEST_F(MaildirDovecotMoveBurstTest, MvOfManyMessagesIsWhatDovecotSees) {
+  SetTestTimeout(seconds(120));
+  constexpr int kMessages = 300;
+  ASSERT_NO_FATAL_FAILURE(SetUpStore(/*fs=*/false));
+  ASSERT_TRUE(dovecot_->MailboxCreate("Archive"));
+  // The messages go straight into INBOX's cur/ (as a delivery would), and
+  // Dovecot numbers them.
+  for (int i = 0; i < kMessages; ++i) {
+    const std::string bytes = Tagged("burst-" + std::to_string(i));
+    const std::string path = store_dir_ + "/cur/" + std::to_string(1700000000 + i) + ".M" +
+                             std::to_string(i) + "P1.test,S=" + std::to_string(bytes.size()) +
+                             ",W=" + std::to_string(maildir::VirtualSize(bytes)) + ":2," +
+                             (i % 3 == 0 ? "S" : "");
+    WriteLocalFile(path, bytes);
+    ASSERT_EQ(::chown(path.c_str(), kDovecotMailUid, kDovecotMailGid), 0) << std::strerror(errno);
+  }
+  auto before = Messages("INBOX");
+  ASSERT_EQ(before.size(), static_cast<size_t>(kMessages));
+  const uint32_t archive_next = Status("Archive").uidnext;
+  mount_ = MountNew();
+  ASSERT_NE(mount_, nullptr);
+
+  auto r = Sh("find INBOX -name '*.eml' -exec mv -t Archive {} +");
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  // Straight after the burst: an append and a new keyword through the
+  // mount, in the folder whose lock the burst may still keep.
+  WriteLocalFile(mount_->scratch() + "/after.eml", Tagged("after-burst-cp"));
+  const auto cp_start = steady_clock::now();
+  r = Sh("cp " + ShellQuote(mount_->scratch() + "/after.eml") + " Archive/after.eml");
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  EXPECT_LT(steady_clock::now() - cp_start, seconds(2)) << "the append waited for the lock";
+  r = Sh("setfattr -n user.mail.keyword.AfterBurst Archive/" + Name(archive_next));
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  // doveadm save waits for the lock if the mount still keeps it (up to
+  // mail_max_lock_timeout=5s, then it fails or shows nothing).
+  ASSERT_TRUE(dovecot_->Save("Archive", Tagged("after-burst-save")));
+  const std::string lock = StorePath("Archive") + "/dovecot-uidlist.lock";
+  EXPECT_TRUE(Eventually([&] { return !std::filesystem::exists(lock); }, seconds(1)))
+      << lock << " outlives the burst";
+
+  EXPECT_TRUE(Messages("INBOX").empty());
+  auto archive = Messages("Archive");
+  ASSERT_EQ(archive.size(), static_cast<size_t>(kMessages + 2));
+  std::map<std::string, const DovecotMessage*> moved;  // bytes -> message in Archive
+  for (const auto& m : archive) moved[m.bytes] = &m;
+  for (const auto& m : before) {
+    auto it = moved.find(m.bytes);
+    if (it == moved.end()) {
+      ADD_FAILURE() << "INBOX UID " << m.uid << " is not in Archive";
+      continue;
+    }
+    const DovecotMessage& there = *it->second;
+    EXPECT_GE(there.uid, archive_next);
+    EXPECT_LT(there.uid, archive_next + kMessages);
+    std::vector<std::string> flags = m.flags;
+    if (there.uid == archive_next) {  // the one given a keyword after the burst
+      flags.push_back("AfterBurst");
+      std::sort(flags.begin(), flags.end());
+    }
+    EXPECT_EQ(JoinFlags(there.flags), JoinFlags(flags)) << "INBOX UID " << m.uid;
+    EXPECT_EQ(there.received, m.received) << "INBOX UID " << m.uid;
+  }
+  EXPECT_TRUE(FindTagged(archive, "after-burst-cp").has_value());
+  EXPECT_TRUE(FindTagged(archive, "after-burst-save").has_value());
+  ExpectMountMatchesDovecot(*mount_);
+  mount_->Unmount();
+  mount_ = MountNew();
+  ASSERT_NE(mount_, nullptr);
+  ExpectMountMatchesDovecot(*mount_);
+}
+
+// ---------------------------------------------------------------------------
 // Two mounts of one store and doveadm save, appending into one mailbox at
 // the same time: 3 writers x 500 messages. doveadm save runs ~50-70
 // messages a second here (one process per message, each taking the uidlist
