@@ -247,6 +247,18 @@ def imap_message_count(conn, mailbox: str) -> int:
 # ls -l of the listing mailbox (maildir warm, cold) and cost per entry
 
 
+
+def measure_on_mount(rows: list[Row], log, body, state: dict, store: str | None = None) -> None:
+    """measure_rows, and then, whatever happened, stops the mount `body`
+    left in state["mount"] and removes the scratch copy `store`."""
+    try:
+        measure_rows(rows, log, body)
+    finally:
+        if "mount" in state:
+            state["mount"].stop()
+        if store is not None:
+            shutil.rmtree(store, ignore_errors=True)
+
 def measure_listing(b: Bench) -> None:
     s = b.sizes
     n = s.listing
@@ -281,11 +293,7 @@ def measure_listing(b: Bench) -> None:
                                    b.log, "cold")
         fill_pair(cold, times, warmups)
 
-    try:
-        measure_rows([warm, cold], b.log, body)
-    finally:
-        if "mount" in state:
-            state["mount"].stop()
+    measure_on_mount([warm, cold], b.log, body, state)
 
 
 def measure_cost_per_entry(b: Bench) -> None:
@@ -365,11 +373,7 @@ def measure_cost_per_entry(b: Bench) -> None:
             row.raw = {"mailfs_us_per_entry": m, "native_us_per_entry": r, **raw_reps[op]}
             row.done = True
 
-    try:
-        measure_rows(list(rows.values()), b.log, body)
-    finally:
-        if "mount" in state:
-            state["mount"].stop()
+    measure_on_mount(list(rows.values()), b.log, body, state)
 
 
 # ---------------------------------------------------------------------------
@@ -398,11 +402,7 @@ def measure_rss(b: Bench) -> None:
         row.done = True
         b.log(f"  {row.note}")
 
-    try:
-        measure_rows([row], b.log, body)
-    finally:
-        if "mount" in state:
-            state["mount"].stop()
+    measure_on_mount([row], b.log, body, state)
 
 
 # ---------------------------------------------------------------------------
@@ -463,11 +463,7 @@ def measure_grep(b: Bench) -> None:
                                             "reference": lambda: native(True)}, b.log, "cold")
         fill_pair(cold, times, warmups)
 
-    try:
-        measure_rows([warm, cold], b.log, body)
-    finally:
-        if "mount" in state:
-            state["mount"].stop()
+    measure_on_mount([warm, cold], b.log, body, state)
 
 
 # ---------------------------------------------------------------------------
@@ -652,12 +648,7 @@ def measure_flags(b: Bench) -> None:
                                             "reference": doveadm_flags}, b.log, "setfattr")
         fill_pair(row, times, warmups)
 
-    try:
-        measure_rows([row], b.log, body)
-    finally:
-        if "mount" in state:
-            state["mount"].stop()
-        shutil.rmtree(store, ignore_errors=True)
+    measure_on_mount([row], b.log, body, state, store)
 
 
 def measure_move(b: Bench) -> None:
@@ -711,12 +702,7 @@ def measure_move(b: Bench) -> None:
                                    b.log, "mv")
         fill_pair(row, times, warmups)
 
-    try:
-        measure_rows([row], b.log, body)
-    finally:
-        if "mount" in state:
-            state["mount"].stop()
-        shutil.rmtree(store, ignore_errors=True)
+    measure_on_mount([row], b.log, body, state, store)
 
 
 def measure_body_search(b: Bench) -> None:
