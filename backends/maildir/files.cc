@@ -328,6 +328,17 @@ void Dotlock::Release() {
 
 namespace {
 
+// Writes `content` into the file just created as `fd` at `path` and closes
+// it; `st` gets its identity (how a lock is known as ours later). On
+// failure the file is removed: a half-written lock must not hold anyone off.
+Status FillNewLockFile(int fd, const std::string& path, std::string_view content, struct stat* st) {
+  Status status = WriteAll(fd, content, path);
+  if (status.ok() && fstat(fd, st) != 0) status = ErrnoStatus(errno, "stat", path);
+  close(fd);
+  if (!status.ok()) unlink(path.c_str());
+  return status;
+}
+
 // ".mailfs-lock.<host>.": how the private files a dotlock is linked from
 // begin, for this host.
 std::string LockFilePrefix() {
@@ -393,14 +404,8 @@ Status DotlockSource::Make(std::string_view content) {
   unlink(path_.c_str());
   int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) return ErrnoStatus(errno, "lock", path_, ErrorScope::kMailbox);
-  Status status = WriteAll(fd, content, path_);
   struct stat st {};
-  if (status.ok() && fstat(fd, &st) != 0) status = ErrnoStatus(errno, "stat", path_);
-  close(fd);
-  if (!status.ok()) {
-    unlink(path_.c_str());
-    return status;
-  }
+  if (Status status = FillNewLockFile(fd, path_, content, &st); !status.ok()) return status;
   dev_ = st.st_dev;
   ino_ = st.st_ino;
   made_ = true;
@@ -480,14 +485,8 @@ Result<Dotlock> Dotlock::Acquire(const std::string& file, std::chrono::milliseco
       // No hard links on this filesystem: O_EXCL, as Dovecot's default.
       int fd = open(lock_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
       if (fd >= 0) {
-        Status written = WriteAll(fd, content, lock_path);
         struct stat st {};
-        if (written.ok() && fstat(fd, &st) != 0) written = ErrnoStatus(errno, "stat", lock_path);
-        close(fd);
-        if (!written.ok()) {
-          unlink(lock_path.c_str());
-          return written;
-        }
+        if (Status s = FillNewLockFile(fd, lock_path, content, &st); !s.ok()) return s;
         Dotlock lock;
         lock.lock_path_ = lock_path;
         lock.dev_ = st.st_dev;
