@@ -246,8 +246,7 @@ struct Driver::MailboxRef {
   // The last answer of data->readonly() and when it was asked (see
   // ShownReadOnly).
   bool readonly = false;
-  bool readonly_asked = false;
-  int64_t readonly_asked_ms = 0;
+  std::optional<int64_t> readonly_asked_ms;  // steady clock; empty: never asked
   bool recent_claimed = false;
   std::set<uint32_t> recent;  // \Recent in this mount's session
   // Names given to messages by mv/cp within the mount; they keep resolving.
@@ -535,7 +534,7 @@ bool Driver::ShownReadOnly(uint32_t key, const std::shared_ptr<MailboxData>& dat
   {
     std::lock_guard lock(mu_);
     MailboxRef& ref = *refs_[key - 1];
-    if (ref.readonly_asked && now - ref.readonly_asked_ms < kReadOnlyLifetimeMs) {
+    if (ref.readonly_asked_ms && now - *ref.readonly_asked_ms < kReadOnlyLifetimeMs) {
       return ref.readonly;
     }
   }
@@ -543,7 +542,6 @@ bool Driver::ShownReadOnly(uint32_t key, const std::shared_ptr<MailboxData>& dat
   std::lock_guard lock(mu_);
   MailboxRef& ref = *refs_[key - 1];
   ref.readonly = readonly;
-  ref.readonly_asked = true;
   ref.readonly_asked_ms = now;
   return readonly;
 }
