@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -17,7 +18,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <optional>
+#include <shared_mutex>
 #include <tuple>
 #include <utility>
 
@@ -86,6 +89,20 @@ int64_t Now() { return static_cast<int64_t>(time(nullptr)); }
 bool IsEmpty(int fd) {
   struct stat st {};
   return ::fstat(fd, &st) == 0 && st.st_size == 0;
+}
+
+// Copies every byte of `from` into `to` (both files from offset 0).
+int CopyFileBytes(int from, int to) {
+  struct stat st {};
+  if (::fstat(from, &st) != 0) return EIO;
+  loff_t in = 0, out = 0;
+  while (in < st.st_size) {
+    ssize_t n = ::copy_file_range(from, &in, to, &out, static_cast<size_t>(st.st_size - in), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno == ENOSPC || errno == EDQUOT ? ENOSPC : EIO;
+    if (n == 0) break;  // the file is shorter than it was
+  }
+  return 0;
 }
 
 // The process (thread group) of a thread, from /proc/<tid>/status; a
@@ -179,18 +196,43 @@ struct Driver::ThreadGroups {
   size_t next = 0;                                    // GUARDED_BY(mu): the slot to reuse next
 };
 
+// A file in the spool directory, unnamed (O_TMPFILE), that holds the bytes
+// of a file being written.
+struct SpoolFile {
+  explicit SpoolFile(int fd) : fd(fd) {}
+  ~SpoolFile() { ::close(fd); }
+  SpoolFile(const SpoolFile&) = delete;
+  SpoolFile& operator=(const SpoolFile&) = delete;
+  const int fd;
+};
+
+static int OpenSpoolFile(const std::string& spool_dir) {
+  int fd = ::open(spool_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) return fd;
+  // A filesystem without O_TMPFILE: a named file, unlinked at once.
+  std::string path = spool_dir + "/spool-XXXXXX";
+  fd = ::mkostemp(path.data(), O_CLOEXEC);
+  if (fd >= 0) ::unlink(path.c_str());
+  return fd;
+}
+
 struct Driver::PendingFile {
   enum class State { kOpen, kCommitting, kStored, kDiscarded };
 
-  ~PendingFile() {
-    if (fd >= 0) ::close(fd);
-  }
+  std::shared_ptr<SpoolFile> Spool() const { return spool.load(); }
 
   Ino ino = 0;
   Ino parent = 0;
   std::string name;
   bool scratch = false;
-  int fd = -1;  // the spool file, unnamed (O_TMPFILE)
+  // Once a spool file is handed to an append, the store may have made that
+  // very file the message (linked it into a Maildir), so nothing writes to
+  // it again: the next change copies it to a new spool file first
+  // (WritableSpool). Writes hold write_mu shared; handing over and copying
+  // hold it alone, so no write is half done when the file is handed over.
+  std::atomic<std::shared_ptr<SpoolFile>> spool;
+  std::shared_mutex write_mu;
+  bool spool_handed_over = false;  // GUARDED_BY(write_mu)
   FlagSet flags;
   int64_t mtime = 0;
   pid_t creator = 0;          // the process (not thread) that created it
@@ -576,7 +618,7 @@ void Driver::FillMessageAttr(Ino ino, uint64_t size, UnixSeconds internal_date, 
 
 int Driver::FillPendingAttr(const PendingFile& file, struct stat* st) const {
   struct stat spool {};
-  if (::fstat(file.fd, &spool) != 0) return errno;
+  if (::fstat(file.Spool()->fd, &spool) != 0) return errno;
   *st = {};
   st->st_mode = S_IFREG | 0644;
   st->st_nlink = 1;
@@ -741,7 +783,11 @@ int Driver::SetAttr(Ino ino, const SetAttrRequest& request, struct stat* out, do
   if (pending) {
     if (request.set_size) {
       if (pending->state != PendingFile::State::kOpen) return EACCES;
-      if (::ftruncate(pending->fd, static_cast<off_t>(request.size)) != 0) return errno;
+      if (int err = WritableSpool(*pending, [&](int fd) {
+            return ::ftruncate(fd, static_cast<off_t>(request.size)) != 0 ? errno : 0;
+          })) {
+        return err;
+      }
     }
     if (request.set_mtime) {
       std::lock_guard lock(mu_);
@@ -1186,8 +1232,8 @@ int Driver::RenamePending(const Resolved& source, Ino new_parent, std::string_vi
     // sends after it without waiting: `close(fd); rename(...)` must find
     // the message stored when rename returns. A descriptor still held
     // (a child's copy) may write more: that is appended again at release.
-    commit_now =
-        !to_scratch && (file->writers == 0 || (file->unflushed_writers == 0 && !IsEmpty(file->fd)));
+    commit_now = !to_scratch && (file->writers == 0 ||
+                                 (file->unflushed_writers == 0 && !IsEmpty(file->Spool()->fd)));
     if (commit_now) file->state = PendingFile::State::kCommitting;
   }
   if (!commit_now) return 0;
@@ -1233,16 +1279,6 @@ int Driver::Link(Ino ino, Ino new_parent, std::string_view new_name, EntryReply*
 // ---------------------------------------------------------------------------
 // Files: create, open, read, write, close
 
-static int OpenSpoolFile(const std::string& spool_dir) {
-  int fd = ::open(spool_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) return fd;
-  // A filesystem without O_TMPFILE: a named file, unlinked at once.
-  std::string path = spool_dir + "/spool-XXXXXX";
-  fd = ::mkostemp(path.data(), O_CLOEXEC);
-  if (fd >= 0) ::unlink(path.c_str());
-  return fd;
-}
-
 int Driver::Create(Ino parent, std::string_view name, mode_t mode, int flags, pid_t caller,
                    EntryReply* out, uint64_t* handle) {
   (void)flags;
@@ -1263,7 +1299,7 @@ int Driver::Create(Ino parent, std::string_view name, mode_t mode, int flags, pi
     return err == ENOSPC ? ENOSPC : EIO;
   }
   auto file = std::make_shared<PendingFile>();
-  file->fd = fd;
+  file->spool = std::make_shared<SpoolFile>(fd);
   file->parent = parent;
   file->name = std::string(name);
   file->scratch = scratch;
@@ -1323,10 +1359,18 @@ int Driver::Open(Ino ino, int flags, pid_t caller, uint64_t* handle, bool* keep_
     return 0;
   }
   pid_t opener = thread_groups_->ProcessOf(caller);
+  if (flags & O_TRUNC) {
+    {
+      std::lock_guard lock(mu_);
+      if (pending->state != PendingFile::State::kOpen) return EACCES;
+    }
+    if (int err =
+            WritableSpool(*pending, [](int fd) { return ::ftruncate(fd, 0) != 0 ? errno : 0; }))
+      return err;
+  }
   std::lock_guard lock(mu_);
   if (pending->state == PendingFile::State::kDiscarded) return ENOENT;
   if (writable && pending->state != PendingFile::State::kOpen) return EACCES;
-  if ((flags & O_TRUNC) && ::ftruncate(pending->fd, 0) != 0) return errno;
   if (writable) {
     ++pending->writers;
     ++pending->unflushed_writers;
@@ -1414,9 +1458,10 @@ int Driver::Read(Ino ino, uint64_t handle, uint64_t offset, size_t size, std::st
     buffer->resize(*n);
     return 0;
   }
+  std::shared_ptr<SpoolFile> spool = pending->Spool();
   ssize_t n;
   do {
-    n = ::pread(pending->fd, buffer->data(), size, static_cast<off_t>(offset));
+    n = ::pread(spool->fd, buffer->data(), size, static_cast<off_t>(offset));
   } while (n < 0 && errno == EINTR);
   if (n < 0) return errno;
   buffer->resize(static_cast<size_t>(n));
@@ -1449,18 +1494,37 @@ int Driver::Write(Ino ino, uint64_t handle, uint64_t offset, std::string_view da
     if (file->state != PendingFile::State::kOpen) return EACCES;
     file->dirty = true;
   }
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::pwrite(file->fd, data.data() + done, data.size() - done,
-                         static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno == ENOSPC || errno == EDQUOT ? ENOSPC : EIO;
+  return WritableSpool(*file, [&](int fd) {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n =
+          ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno == ENOSPC || errno == EDQUOT ? ENOSPC : EIO;
+      }
+      done += static_cast<size_t>(n);
     }
-    done += static_cast<size_t>(n);
+    *written = done;
+    return 0;
+  });
+}
+
+int Driver::WritableSpool(PendingFile& file, const std::function<int(int fd)>& change) {
+  for (;;) {
+    {
+      std::shared_lock writing(file.write_mu);
+      if (!file.spool_handed_over) return change(file.Spool()->fd);
+    }
+    std::unique_lock copying(file.write_mu);
+    if (!file.spool_handed_over) continue;  // another writer copied it meanwhile
+    int fd = OpenSpoolFile(options_.spool_dir);
+    if (fd < 0) return errno == ENOSPC ? ENOSPC : EIO;
+    auto copy = std::make_shared<SpoolFile>(fd);
+    if (int err = CopyFileBytes(file.Spool()->fd, copy->fd)) return err;
+    file.spool = std::move(copy);
+    file.spool_handed_over = false;
   }
-  *written = done;
-  return 0;
 }
 
 int Driver::Flush(uint64_t handle, pid_t caller) {
@@ -1483,7 +1547,7 @@ int Driver::Flush(uint64_t handle, pid_t caller) {
     }
     // `cmd > file` opens, dup2()s and closes the first descriptor before
     // anything is written: an empty file waits for its last release.
-    if (file->state == PendingFile::State::kOpen && IsEmpty(file->fd)) return 0;
+    if (file->state == PendingFile::State::kOpen && IsEmpty(file->Spool()->fd)) return 0;
     file->state = PendingFile::State::kCommitting;
   }
   int err = Commit(file, 0, /*empty_is_error=*/false);
@@ -1587,10 +1651,18 @@ int Driver::Commit(const std::shared_ptr<PendingFile>& file, uint32_t replace_ui
     }
     dir_name = dir->mailbox_name();
   }
+  std::shared_ptr<SpoolFile> spool;
+  {
+    // Writes in progress end first, and later ones go to a copy.
+    std::unique_lock handing_over(file->write_mu);
+    file->spool_handed_over = true;
+    spool = file->Spool();
+  }
   struct stat st {};
-  if (::fstat(file->fd, &st) != 0) return EIO;
+  if (::fstat(spool->fd, &st) != 0) return EIO;
   if (st.st_size == 0) return empty_is_error ? EINVAL : 0;  // zero bytes store nothing
-  auto content = std::make_shared<FdContent>(file->fd, static_cast<uint64_t>(st.st_size));
+  auto content = std::make_shared<FdContent>(spool->fd, static_cast<uint64_t>(st.st_size),
+                                             /*adoptable=*/true);
   std::string head(std::min<uint64_t>(kMessageHeadBytes, st.st_size), '\0');
   auto got = content->ReadAt(0, std::span<char>(head.data(), head.size()));
   if (!got.ok()) return ErrnoOf(got.status());

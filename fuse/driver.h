@@ -214,6 +214,10 @@ class Driver {
   // After a failed append: an earlier version stays stored, else the file
   // is dropped and its name disappears.
   void AbandonCommit(const std::shared_ptr<PendingFile>& file);
+  // Runs `change` (a write or a truncate) on the file's spool file, after
+  // copying it to a new one if it was handed to an append (see
+  // PendingFile::spool). Returns `change`'s errno, or the copy's.
+  int WritableSpool(PendingFile& file, const std::function<int(int fd)>& change);
   void DiscardPending(const std::shared_ptr<PendingFile>& file, bool invalidate_name);
   int ExpungeName(uint32_t key, const std::shared_ptr<MailboxData>& data, uint32_t uid);
   int RenameMailbox(Ino parent, std::string_view name, Ino new_parent, std::string_view new_name,

@@ -1,5 +1,6 @@
 #include "fuse/mount.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
@@ -58,6 +59,20 @@ dev_t MountDevice(const std::string& canonical) {
   return found;
 }
 
+// True when `dir` can be a spool: a directory where an unnamed file
+// (O_TMPFILE) can be made.
+bool CanHoldUnnamedFiles(const std::string& dir) {
+  if (dir.empty()) return false;
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    spdlog::info("the store's spool directory {} cannot be used ({}); spooling under /var/tmp", dir,
+                 std::strerror(errno));
+    return false;
+  }
+  ::close(fd);
+  return true;
+}
+
 class MountImpl final : public Mount {
  public:
   ~MountImpl() override { Unmount(); }
@@ -102,6 +117,9 @@ Result<std::unique_ptr<Mount>> MountImpl::Start(std::shared_ptr<MailboxSet> stor
   mount->mountpoint_ = mountpoint;
 
   mount->spool_dir_ = options.spool_dir;
+  if (mount->spool_dir_.empty() && CanHoldUnnamedFiles(mount->store_->SpoolDirectory())) {
+    mount->spool_dir_ = mount->store_->SpoolDirectory();
+  }
   if (mount->spool_dir_.empty()) {
     std::string tmpl = "/var/tmp/mailfs-spool-XXXXXX";
     if (::mkdtemp(tmpl.data()) == nullptr) {

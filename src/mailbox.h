@@ -161,6 +161,12 @@ class MailboxSet {
   // opened with relaxed durability does it here, on fsync() and at unmount.
   virtual Status Sync() { return Status::Ok(); }
 
+  // A directory on the store's own filesystem where the mount may keep the
+  // files being written, so that a finished one can become the stored
+  // message itself instead of being copied (ContentReader::adoptable).
+  // Empty when the store has none: it copies the bytes anyway.
+  virtual std::string SpoolDirectory() const { return {}; }
+
   // The change feed (what pymap's update_selected waits on). A cursor
   // starts at ChangeCursor(); WaitForChanges blocks until something
   // changed after *cursor, or the timeout, or StopWaiting, and advances

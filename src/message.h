@@ -49,6 +49,10 @@ class ContentReader {
   // A file descriptor holding exactly these bytes from offset 0, when the
   // content is a file (lets a backend copy with copy_file_range); else -1.
   virtual int fd() const { return -1; }
+  // True when fd() is a file without a name that its owner hands over and
+  // will never write again: a backend may give the file itself a name in
+  // the store (link it) instead of copying its bytes.
+  virtual bool adoptable() const { return false; }
 };
 
 // Reads the whole content into a string (for backends that keep bytes in memory).
@@ -72,14 +76,17 @@ class StringContent final : public ContentReader {
 // for the reader's lifetime).
 class FdContent final : public ContentReader {
  public:
-  FdContent(int fd, uint64_t size) : fd_(fd), size_(size) {}
+  FdContent(int fd, uint64_t size, bool adoptable = false)
+      : fd_(fd), size_(size), adoptable_(adoptable) {}
   uint64_t size() const override { return size_; }
   Result<size_t> ReadAt(uint64_t offset, std::span<char> out) const override;
   int fd() const override { return fd_; }
+  bool adoptable() const override { return adoptable_; }
 
  private:
   int fd_;
   uint64_t size_;
+  bool adoptable_;
 };
 
 // A new message for MailboxData::Append.

@@ -1088,6 +1088,10 @@ class MaildirMailboxSet final : public MailboxSet {
   // (renames) are not, so it is still worth calling.
   Status Sync() override { return store_->Sync(); }
 
+  // The root's tmp/: unnamed files there are invisible to Dovecot and go
+  // with the process, and are linked into a folder when appended.
+  std::string SpoolDirectory() const override { return root() + "/tmp"; }
+
  private:
   Layout layout() const { return store_->options().layout; }
   const std::string& root() const { return store_->options().root; }

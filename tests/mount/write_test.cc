@@ -441,6 +441,36 @@ TEST_P(WriteTest, TheMessageIsStoredWhenTheLastWriterCloses) {
   EXPECT_EQ(StoreBytes(store(), "Work", added[0]), head + tail);
 }
 
+// A descriptor dup()ed before the close that appended the file may write
+// more; that is appended again at its close. The message stored first
+// keeps its bytes meanwhile, although a Maildir store made the very file
+// written into its message (the write goes to a copy).
+TEST_P(WriteTest, WritesAfterAnAppendLeaveTheAppendedMessageAsItWas) {
+  ASSERT_NO_FATAL_FAILURE(MountStore());
+  auto before = StoreUids(store(), "Work");
+  std::string path = P("Work/written-twice.eml");
+  ScopedFd first(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  ASSERT_GE(first.get(), 0) << ErrnoName(errno);
+  ScopedFd copy(::dup(first.get()));
+  ASSERT_GE(copy.get(), 0);
+  std::string head = "Subject: written twice\r\nMessage-ID: <twice@mailfs.test>\r\n\r\nfirst\r\n";
+  ASSERT_EQ(::write(first.get(), head.data(), head.size()), static_cast<ssize_t>(head.size()));
+  EXPECT_SYSCALL_OK(first.Close());
+  auto appended = NewUids(before, StoreUids(store(), "Work"));
+  ASSERT_EQ(appended.size(), 1u) << "not appended at the close";
+  EXPECT_EQ(StoreBytes(store(), "Work", appended[0]), head);
+
+  std::string tail = "second\r\n";
+  ASSERT_EQ(::write(copy.get(), tail.data(), tail.size()), static_cast<ssize_t>(tail.size()));
+  EXPECT_EQ(StoreBytes(store(), "Work", appended[0]), head)
+      << "the stored message changed with the file";
+  ASSERT_SYSCALL_OK(copy.Close());
+  auto added = NewUids(before, StoreUids(store(), "Work"));
+  ASSERT_EQ(added.size(), 1u) << "the first version is replaced";
+  EXPECT_NE(added[0], appended[0]);
+  EXPECT_EQ(StoreBytes(store(), "Work", added[0]), head + tail);
+}
+
 TEST_P(WriteTest, AReaderOfAFileBeingWrittenDoesNotStoreIt) {
   ASSERT_NO_FATAL_FAILURE(MountStore());
   auto before = StoreUids(store(), "Work");

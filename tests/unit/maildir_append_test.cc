@@ -16,6 +16,7 @@
 // themselves (as Dovecot would) until every append waits, and count the
 // times the backend then took the lock.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/inotify.h>
@@ -452,6 +453,153 @@ TEST_F(MaildirAppendTest, RelaxedStoreSyncsOnRequest) {
   auto durable = OpenStore();
   ASSERT_NE(durable, nullptr);
   MAILFS_EXPECT_OK(durable->Sync());
+}
+
+// The driver hands a finished spool file over whole (an unnamed O_TMPFILE
+// file): the Maildir file becomes that very inode, linked into tmp/ and
+// renamed into cur/, with the name, mode and times a copied one gets.
+class MaildirAdoptTest : public MaildirAppendTest {
+ protected:
+  // An unnamed file in `dir` holding `bytes`; -1 (and a failure) if not.
+  static int UnnamedFile(const std::string& dir, std::string_view bytes) {
+    int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      ADD_FAILURE() << "O_TMPFILE in " << dir << ": " << std::strerror(errno);
+      return -1;
+    }
+    if (write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) {
+      ADD_FAILURE() << "write: " << std::strerror(errno);
+    }
+    return fd;
+  }
+
+  // The only file in cur/, stat'ed.
+  struct stat OnlyCurFile(std::string* name) {
+    struct stat st {};
+    auto names = ListDir(root_ + "/cur");
+    if (!names || names->size() != 1) {
+      ADD_FAILURE() << "expected one file in cur/";
+      return st;
+    }
+    *name = names->front();
+    if (stat((root_ + "/cur/" + *name).c_str(), &st) != 0) ADD_FAILURE() << std::strerror(errno);
+    return st;
+  }
+
+  static std::string Message() {
+    // Bare LFs as well as CRLFs, so that W= differs from S=.
+    return "Subject: handed over\r\nMessage-ID: <adopt@mailfs.test>\n\nfirst line\nsecond\r\n";
+  }
+};
+
+TEST_F(MaildirAdoptTest, AnUnnamedFileHandedOverBecomesTheMessageFile) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto inbox = Inbox(*store);
+  ASSERT_NE(inbox, nullptr);
+  const std::string bytes = Message();
+  ScopedFd fd(UnnamedFile(scratch_.path(), bytes));
+  ASSERT_GE(fd.get(), 0);
+  AppendMessage message;
+  message.content = std::make_shared<FdContent>(fd.get(), bytes.size(), /*adoptable=*/true);
+  message.internal_date = 1700000000;
+  auto uid = inbox->Append(message, false);
+  MAILFS_ASSERT_OK(uid);
+
+  struct stat spool {};
+  ASSERT_EQ(fstat(fd.get(), &spool), 0);
+  std::string name;
+  struct stat stored = OnlyCurFile(&name);
+  EXPECT_EQ(stored.st_dev, spool.st_dev);
+  EXPECT_EQ(stored.st_ino, spool.st_ino) << "copied, not linked";
+  EXPECT_EQ(stored.st_nlink, 1u);
+  EXPECT_EQ(stored.st_mtime, 1700000000);
+  size_t bare_lfs = 0;
+  for (size_t i = 0; i < bytes.size(); ++i)
+    bare_lfs += bytes[i] == '\n' && (i == 0 || bytes[i - 1] != '\r');
+  EXPECT_NE(name.find(fmt::format(",S={},W={}:2,", bytes.size(), bytes.size() + bare_lfs)),
+            std::string::npos)
+      << name;
+  EXPECT_EQ(ReadBytes(root_ + "/cur/" + name), bytes);
+  EXPECT_EQ(BackendContents(*inbox), (std::map<uint32_t, std::string>{{*uid, bytes}}));
+  EXPECT_TRUE(TmpFiles().empty());
+
+  // A copied message gets the same mode.
+  MAILFS_ASSERT_OK(inbox->Delete(std::vector<uint32_t>{*uid}));
+  MAILFS_ASSERT_OK(inbox->Append(MakeAppendMessage(bytes), false));
+  struct stat copied = OnlyCurFile(&name);
+  EXPECT_NE(copied.st_ino, spool.st_ino);
+  EXPECT_EQ(stored.st_mode, copied.st_mode);
+}
+
+// What is not an unnamed file handed over is copied, and the original
+// left as it was: a file not offered, a file with a name (the store never
+// shares an inode with a file someone else reaches), one on another
+// filesystem.
+TEST_F(MaildirAdoptTest, OtherFilesAreCopied) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto inbox = Inbox(*store);
+  ASSERT_NE(inbox, nullptr);
+  const std::string bytes = Message();
+
+  ScopedFd not_offered(UnnamedFile(scratch_.path(), bytes));
+  std::string named_path = scratch_.Path("named.eml");
+  ASSERT_TRUE(WriteBytes(named_path, bytes));
+  ScopedFd named(open(named_path.c_str(), O_RDWR | O_CLOEXEC));
+  // /dev/shm is a tmpfs; the store is not.
+  ScopedFd elsewhere(UnnamedFile("/dev/shm", bytes));
+  struct {
+    const char* what;
+    int fd;
+    bool adoptable;
+  } cases[] = {{"not offered", not_offered.get(), false},
+               {"named", named.get(), true},
+               {"on another filesystem", elsewhere.get(), true}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    ASSERT_GE(c.fd, 0);
+    struct stat before {};
+    ASSERT_EQ(fstat(c.fd, &before), 0);
+    AppendMessage message;
+    message.content = std::make_shared<FdContent>(c.fd, bytes.size(), c.adoptable);
+    auto uid = inbox->Append(message, false);
+    MAILFS_ASSERT_OK(uid);
+    std::string name;
+    struct stat stored = OnlyCurFile(&name);
+    EXPECT_FALSE(stored.st_dev == before.st_dev && stored.st_ino == before.st_ino);
+    struct stat after {};
+    ASSERT_EQ(fstat(c.fd, &after), 0);
+    EXPECT_EQ(after.st_nlink, before.st_nlink);
+    EXPECT_EQ(ReadBytes(root_ + "/cur/" + name), bytes);
+    MAILFS_ASSERT_OK(inbox->Delete(std::vector<uint32_t>{*uid}));
+  }
+  EXPECT_EQ(ReadBytes(named_path), bytes);
+  EXPECT_TRUE(TmpFiles().empty());
+}
+
+// An append that fails after the file was linked into tmp/ takes the name
+// away again: nothing is left in the store, and the file is unnamed as it
+// was handed over.
+TEST_F(MaildirAdoptTest, AFailedAppendLeavesTheFileUnnamed) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto inbox = Inbox(*store);
+  ASSERT_NE(inbox, nullptr);
+  const std::string bytes = Message();
+  ScopedFd fd(UnnamedFile(scratch_.path(), bytes));
+  ASSERT_GE(fd.get(), 0);
+  // cur/ cannot take the file: the rename out of tmp/ fails.
+  ASSERT_EQ(rename((root_ + "/cur").c_str(), (root_ + "/cur.away").c_str()), 0);
+  ASSERT_TRUE(WriteBytes(root_ + "/cur", "not a directory"));
+  AppendMessage message;
+  message.content = std::make_shared<FdContent>(fd.get(), bytes.size(), /*adoptable=*/true);
+  auto uid = inbox->Append(message, false);
+  EXPECT_FALSE(uid.ok());
+  struct stat after {};
+  ASSERT_EQ(fstat(fd.get(), &after), 0);
+  EXPECT_EQ(after.st_nlink, 0u);
+  EXPECT_TRUE(TmpFiles().empty());
 }
 
 }  // namespace
