@@ -171,6 +171,7 @@ class Driver {
   struct DirHandle;
   struct Resolved;
   struct ThreadGroups;
+  struct SpoolFiles;
 
   // Tables (all GUARDED_BY(mu_)).
   Node* FindNode(Ino ino);
@@ -243,6 +244,7 @@ class Driver {
   const gid_t owner_gid_;
   const int64_t mount_time_;
   const std::unique_ptr<ThreadGroups> thread_groups_;  // has its own lock
+  const std::unique_ptr<SpoolFiles> spool_files_;      // has its own lock
 
   std::mutex mu_;
   // Every inode the kernel may know, and every directory ever shown. Its
