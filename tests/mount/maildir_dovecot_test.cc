@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -708,6 +709,61 @@ TEST_F(MaildirDovecotMoveBurstTest, MvOfManyMessagesIsWhatDovecotSees) {
   mount_->Unmount();
   mount_ = MountNew();
   ASSERT_NE(mount_, nullptr);
+  ExpectMountMatchesDovecot(*mount_);
+}
+
+// A burst of moves keeps the target's uidlist lock between moves, but
+// lets go of it when the burst pauses for 5 ms and after 100 ms at most
+// (README, Choices): a doveadm save started in the middle of a long burst
+// gets the lock and lands among the moved messages instead of waiting for
+// the burst to end. (With neither rule, doveadm gives up after its 5 s
+// lock timeout and this fails; either rule alone is enough for it here.)
+TEST_F(MaildirDovecotMoveBurstTest, DovecotGetsTheLockDuringALongBurst) {
+  SetTestTimeout(seconds(180));
+  constexpr int kMessages = 3000;
+  ASSERT_NO_FATAL_FAILURE(SetUpStore(/*fs=*/false));
+  ASSERT_TRUE(dovecot_->MailboxCreate("Archive"));
+  for (int i = 0; i < kMessages; ++i) {
+    const std::string bytes = Tagged("long-burst-" + std::to_string(i));
+    const std::string path = store_dir_ + "/cur/" + std::to_string(1700000000 + i) + ".M" +
+                             std::to_string(i) + "P1.test,S=" + std::to_string(bytes.size()) +
+                             ",W=" + std::to_string(maildir::VirtualSize(bytes)) + ":2,";
+    WriteLocalFile(path, bytes);
+    ASSERT_EQ(::chown(path.c_str(), kDovecotMailUid, kDovecotMailGid), 0) << std::strerror(errno);
+  }
+  mount_ = MountNew();
+  ASSERT_NE(mount_, nullptr);
+
+  std::atomic<bool> burst_done{false};
+  CommandResult moved;
+  std::thread mover([&] {
+    moved = Sh("find INBOX -name '*.eml' -exec mv -t Archive {} +");
+    burst_done = true;
+  });
+  const std::string archive_cur = StorePath("Archive") + "/cur";
+  const bool started = Eventually(
+      [&] {
+        return burst_done ||
+               ListDir(archive_cur).value_or(std::vector<std::string>{}).size() >= 100;
+      },
+      seconds(60));
+  const bool saved_during_burst =
+      started && !burst_done && dovecot_->Save("Archive", Tagged("during-burst"));
+  const bool burst_still_running = !burst_done;
+  mover.join();
+  ASSERT_TRUE(moved.ok()) << moved.Describe();
+  ASSERT_TRUE(started) << "the burst never began";
+  ASSERT_TRUE(saved_during_burst)
+      << "the burst ended before doveadm save began (too fast a machine?)";
+  EXPECT_TRUE(burst_still_running) << "doveadm save returned only after the burst";
+
+  auto archive = Messages("Archive");
+  ASSERT_EQ(archive.size(), static_cast<size_t>(kMessages + 1));
+  auto saved = FindTagged(archive, "during-burst");
+  ASSERT_TRUE(saved.has_value());
+  size_t moved_after_it = 0;
+  for (const auto& m : archive) moved_after_it += m.uid > saved->uid;
+  EXPECT_GT(moved_after_it, 0u) << "the save got the lock only after the last move";
   ExpectMountMatchesDovecot(*mount_);
 }
 
