@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "fuse/driver.h"
+#include "fuse/guardian.h"
 #include "fuse/lowlevel.h"
 
 namespace mailfs {
@@ -39,20 +40,22 @@ constexpr auto kNotifierGather = std::chrono::milliseconds(2);
 // aborts it (a descriptor still open on the mount keeps it alive).
 constexpr auto kUnmountGrace = std::chrono::seconds(10);
 
-// The device of the mount at `path`, from /proc/self/mountinfo
+// The device of the mount at `point`, from /proc/self/mountinfo
 // ("36 35 0:39 / /tmp/m rw ... - fuse.mailfs mailfs rw,..."); 0 if absent.
-// `canonical` must be resolved before mounting: resolving it afterwards
-// would stat the mount, which waits for the INIT the loop has not answered.
-dev_t MountDevice(const std::string& canonical) {
+// `point` is the canonical path spelled as mountinfo spells it
+// (MountinfoEscape). It must be resolved before mounting: resolving it
+// afterwards would stat the mount, which waits for the INIT the loop has
+// not answered.
+dev_t MountDevice(const std::string& point) {
   std::ifstream mountinfo("/proc/self/mountinfo");
   std::string line;
   dev_t found = 0;
   while (std::getline(mountinfo, line)) {
     unsigned id, parent, major_number, minor_number;
-    char point[4096];
+    char field[4096];
     if (std::sscanf(line.c_str(), "%u %u %u:%u %*s %4095s", &id, &parent, &major_number,
-                    &minor_number, point) == 5 &&
-        canonical == point) {
+                    &minor_number, field) == 5 &&
+        point == field) {
       found = makedev(major_number, minor_number);  // the last one is on top
     }
   }
@@ -95,6 +98,7 @@ class MountImpl final : public Mount {
   bool own_spool_dir_ = false;
   bool signal_handlers_ = false;
   dev_t device_ = 0;
+  pid_t guardian_ = -1;  // fuse/guardian.h
   std::unique_ptr<Driver> driver_;
   fuse_session* session_ = nullptr;
   fuse_loop_config* loop_config_ = nullptr;
@@ -156,7 +160,8 @@ Result<std::unique_ptr<Mount>> MountImpl::Start(std::shared_ptr<MailboxSet> stor
     return Status::InvalidArgument("FUSE rejected the mount options");
   }
   std::error_code ec;
-  std::string canonical_mountpoint = std::filesystem::weakly_canonical(mountpoint, ec).string();
+  std::string mountinfo_point =
+      MountinfoEscape(std::filesystem::weakly_canonical(mountpoint, ec).string());
   if (fuse_session_mount(mount->session_, mountpoint.c_str()) != 0) {
     fuse_session_destroy(mount->session_);
     mount->session_ = nullptr;
@@ -168,11 +173,21 @@ Result<std::unique_ptr<Mount>> MountImpl::Start(std::shared_ptr<MailboxSet> stor
     mount->session_ = nullptr;
     return Status::Io("cannot detach from the terminal");
   }
+  // The fusectl connection number is the mount's device minor.
+  mount->device_ = MountDevice(mountinfo_point);
+  // The guardian (fuse/guardian.h) is there before the first request, and
+  // forked before libfuse's signal handlers are installed.
+  if (mount->device_ != 0) {
+    mount->guardian_ = StartGuardian(mount->device_, mountinfo_point);
+    if (mount->guardian_ < 0) {
+      spdlog::warn("cannot start the guardian of {}: {}", mountpoint, std::strerror(errno));
+    }
+  } else {
+    spdlog::warn("{} is not in /proc/self/mountinfo: no guardian watches the mount", mountpoint);
+  }
   if (options.handle_signals && fuse_set_signal_handlers(mount->session_) == 0) {
     mount->signal_handlers_ = true;
   }
-  // The fusectl connection number is the mount's device minor.
-  mount->device_ = MountDevice(canonical_mountpoint);
 
   mount->loop_config_ = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(mount->loop_config_, std::max(1u, options.max_threads));
@@ -239,12 +254,7 @@ void MountImpl::RunNotifier(uint64_t cursor) {
 // Ends the connection through fusectl when a lazy unmount leaves it alive.
 void MountImpl::AbortConnection() {
   if (device_ == 0) return;
-  const char* dir = "/sys/fs/fuse/connections";
-  std::error_code ec;
-  if (!std::filesystem::exists(fmt::format("{}/{}", dir, minor(device_)), ec)) {
-    ::mount("fusectl", dir, "fusectl", 0, nullptr);
-  }
-  std::ofstream abort_file(fmt::format("{}/{}/abort", dir, minor(device_)));
+  std::ofstream abort_file(FusectlAbortFile(device_));
   abort_file << "1";
 }
 
@@ -289,6 +299,9 @@ void MountImpl::Cleanup() {
   fuse_session_unmount(session_);
   fuse_session_destroy(session_);
   session_ = nullptr;
+  // Unmounted: nothing is left for the guardian to guard.
+  StopGuardian(guardian_);
+  guardian_ = -1;
   if (loop_config_ != nullptr) fuse_loop_cfg_destroy(loop_config_);
   loop_config_ = nullptr;
   driver_.reset();

@@ -37,6 +37,9 @@ struct MountOptions {
 
 // A mounted filesystem serving requests on background threads.
 // Not copyable; Unmount (or the destructor) unmounts and joins the threads.
+// Each mount also forks a small child process, its guardian
+// (fuse/guardian.h), and reaps it at unmount: a process that holds a Mount
+// must not reap children it did not start (waitpid(-1)).
 class Mount {
  public:
   // Mounts `store` at `mountpoint` (an existing empty directory) and starts

@@ -96,6 +96,9 @@ constexpr uint32_t kDefaultSeed = 20'260'301;
 constexpr auto kMountTimeout = seconds(20);
 // The whole copy loop of one round must reach its kill point in this time.
 constexpr auto kCopyTimeout = seconds(120);
+// How long a SIGKILLed mailfs may take to be gone (its guardian looks
+// every 250 ms).
+constexpr auto kCrashExitTimeout = seconds(10);
 // How long a mount may take to give UIDs to the files a crash left without
 // one; a dead mailfs's dotlock is overridden once it is over 2 s old.
 constexpr auto kRecoveryTimeout = seconds(10);
@@ -221,7 +224,8 @@ bool Detach(const std::string& path) {
 
 // Aborts the FUSE connection mounted at `mnt` (fusectl's abort file, by the
 // device number /proc/self/mountinfo gives; no stat of the mount, which
-// could wait for a dead daemon). Nothing when it is not mounted.
+// could wait for a dead daemon). Nothing when it is not mounted. Only for
+// a crash that failed (MailfsMount::Crash).
 void AbortFuseConnection(const std::string& mnt) {
   std::ifstream mountinfo("/proc/self/mountinfo");
   std::string line;
@@ -290,15 +294,20 @@ class MailfsMount {
   Child& process() { return *process_; }
 
   // SIGKILL: the crash under test. The mount stays (dead) until Detach.
-  // The kernel ends a FUSE connection once the daemon's last thread is
-  // gone, but a mailfs thread killed inside a reverse invalidation (it
-  // waits, uninterruptibly, for a directory lock that a rename into this
-  // very mount holds while it waits for the dead daemon) never leaves: the
-  // process stays a zombie and the rename hangs for good. An administrator
-  // ends that by aborting the connection in fusectl, and so does the test
-  // (found by SigkillDuringBurstOfMovesLosesNothing about one run in four).
+  // mailfs must then be gone within seconds, without help: the kernel
+  // aborts its FUSE connection once its last thread has exited, and should
+  // a thread be stuck in a reverse invalidation (waiting, uninterruptibly,
+  // for a directory lock that a rename into this very mount holds while it
+  // waits for the dead daemon), mailfs's guardian (fuse/guardian.h) aborts
+  // the connection instead. Without the guardian,
+  // SigkillDuringBurstOfMovesLosesNothing hung about one run in four here.
+  // Should mailfs stay, the test fails and aborts the connection itself,
+  // so that it can go on and clean up instead of hanging.
   void Crash() {
     process_->SendKill();
+    if (process_->WaitExit(kCrashExitTimeout)) return;
+    ADD_FAILURE() << "mailfs still runs " << kCrashExitTimeout.count()
+                  << " s after SIGKILL: nothing aborted its FUSE connection";
     AbortFuseConnection(mnt_);
     process_->Kill();
   }
