@@ -80,9 +80,9 @@ struct SyncTarget {
 // fsyncs every target at once, each on a thread of its own (the last on
 // the caller's), and returns the first failure once all are done. A
 // journaling filesystem commits syncs that arrive together in one journal
-// commit, where one after the other each pays a commit or at least a cache
-// flush: on ext4 here a directory fsync and a uidlist fdatasync together
-// cost about one commit, one after the other about two.
+// commit, where one after the other each pays a commit. Without a journal
+// (ext4 on the benchmark machine, see BENCHMARKS.md) each sync still pays
+// its own cache flush: together they cost no less there, and no more.
 Status SyncAll(std::span<const SyncTarget> targets);
 
 // This machine's name as Dovecot writes it into lock files.

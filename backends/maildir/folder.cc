@@ -1541,7 +1541,7 @@ Folder::Clock::time_point Folder::Tick(Clock::time_point now, bool finish) {
     }
     deferred_ = burst_lock_.held() || !unsynced_.empty();
   }
-  // Without mu: a sync takes a journal commit, and moves go on meanwhile.
+  // Without mu: a sync waits for the disk, and moves go on meanwhile.
   if (!targets.empty()) {
     Status synced = SyncAll(targets);
     // A folder renamed or deleted meanwhile: syncfs at fsync() or unmount
