@@ -638,6 +638,18 @@ class MaildirDovecotMoveBurstTest : public DovecotInterop, public ::testing::Tes
     return dovecot_->Fetch(mailbox).value_or(std::vector<DovecotMessage>{});
   }
 
+  // Message `i` straight into INBOX's cur/ with flag letters `flags`, as
+  // a delivery would put it (owned by Dovecot's user); Dovecot numbers it
+  // when it next looks.
+  void Deliver(int i, const std::string& bytes, std::string_view flags) {
+    const std::string path = store_dir_ + "/cur/" + std::to_string(1700000000 + i) + ".M" +
+                             std::to_string(i) + "P1.test,S=" + std::to_string(bytes.size()) +
+                             ",W=" + std::to_string(maildir::VirtualSize(bytes)) + ":2," +
+                             std::string(flags);
+    WriteLocalFile(path, bytes);
+    ASSERT_EQ(::chown(path.c_str(), kDovecotMailUid, kDovecotMailGid), 0) << std::strerror(errno);
+  }
+
   std::unique_ptr<MountedStore> mount_;
 };
 
@@ -649,13 +661,8 @@ TEST_F(MaildirDovecotMoveBurstTest, MvOfManyMessagesIsWhatDovecotSees) {
   // The messages go straight into INBOX's cur/ (as a delivery would), and
   // Dovecot numbers them.
   for (int i = 0; i < kMessages; ++i) {
-    const std::string bytes = Tagged("burst-" + std::to_string(i));
-    const std::string path = store_dir_ + "/cur/" + std::to_string(1700000000 + i) + ".M" +
-                             std::to_string(i) + "P1.test,S=" + std::to_string(bytes.size()) +
-                             ",W=" + std::to_string(maildir::VirtualSize(bytes)) + ":2," +
-                             (i % 3 == 0 ? "S" : "");
-    WriteLocalFile(path, bytes);
-    ASSERT_EQ(::chown(path.c_str(), kDovecotMailUid, kDovecotMailGid), 0) << std::strerror(errno);
+    ASSERT_NO_FATAL_FAILURE(
+        Deliver(i, Tagged("burst-" + std::to_string(i)), i % 3 == 0 ? "S" : ""));
   }
   auto before = Messages("INBOX");
   ASSERT_EQ(before.size(), static_cast<size_t>(kMessages));
@@ -724,12 +731,7 @@ TEST_F(MaildirDovecotMoveBurstTest, DovecotGetsTheLockDuringALongBurst) {
   ASSERT_NO_FATAL_FAILURE(SetUpStore(/*fs=*/false));
   ASSERT_TRUE(dovecot_->MailboxCreate("Archive"));
   for (int i = 0; i < kMessages; ++i) {
-    const std::string bytes = Tagged("long-burst-" + std::to_string(i));
-    const std::string path = store_dir_ + "/cur/" + std::to_string(1700000000 + i) + ".M" +
-                             std::to_string(i) + "P1.test,S=" + std::to_string(bytes.size()) +
-                             ",W=" + std::to_string(maildir::VirtualSize(bytes)) + ":2,";
-    WriteLocalFile(path, bytes);
-    ASSERT_EQ(::chown(path.c_str(), kDovecotMailUid, kDovecotMailGid), 0) << std::strerror(errno);
+    ASSERT_NO_FATAL_FAILURE(Deliver(i, Tagged("long-burst-" + std::to_string(i)), ""));
   }
   mount_ = MountNew();
   ASSERT_NE(mount_, nullptr);

@@ -486,6 +486,13 @@ class MaildirAdoptTest : public MaildirAppendTest {
     return st;
   }
 
+  // An append of the file `fd` holds, offered for adoption or not.
+  static AppendMessage Offered(int fd, size_t size, bool adoptable = true) {
+    AppendMessage message;
+    message.content = std::make_shared<FdContent>(fd, size, adoptable);
+    return message;
+  }
+
   static std::string Message() {
     // Bare LFs as well as CRLFs, so that W= differs from S=.
     return "Subject: handed over\r\nMessage-ID: <adopt@mailfs.test>\n\nfirst line\nsecond\r\n";
@@ -500,8 +507,7 @@ TEST_F(MaildirAdoptTest, AnUnnamedFileHandedOverBecomesTheMessageFile) {
   const std::string bytes = Message();
   ScopedFd fd(UnnamedFile(scratch_.path(), bytes));
   ASSERT_GE(fd.get(), 0);
-  AppendMessage message;
-  message.content = std::make_shared<FdContent>(fd.get(), bytes.size(), /*adoptable=*/true);
+  AppendMessage message = Offered(fd.get(), bytes.size());
   message.internal_date = 1700000000;
   auto uid = inbox->Append(message, false);
   MAILFS_ASSERT_OK(uid);
@@ -561,9 +567,7 @@ TEST_F(MaildirAdoptTest, OtherFilesAreCopied) {
     ASSERT_GE(c.fd, 0);
     struct stat before {};
     ASSERT_EQ(fstat(c.fd, &before), 0);
-    AppendMessage message;
-    message.content = std::make_shared<FdContent>(c.fd, bytes.size(), c.adoptable);
-    auto uid = inbox->Append(message, false);
+    auto uid = inbox->Append(Offered(c.fd, bytes.size(), c.adoptable), false);
     MAILFS_ASSERT_OK(uid);
     std::string name;
     struct stat stored = OnlyCurFile(&name);
@@ -592,12 +596,13 @@ TEST_F(MaildirAdoptTest, AFailedAppendLeavesTheFileUnnamed) {
   // cur/ cannot take the file: the rename out of tmp/ fails.
   ASSERT_EQ(rename((root_ + "/cur").c_str(), (root_ + "/cur.away").c_str()), 0);
   ASSERT_TRUE(WriteBytes(root_ + "/cur", "not a directory"));
-  AppendMessage message;
-  message.content = std::make_shared<FdContent>(fd.get(), bytes.size(), /*adoptable=*/true);
-  auto uid = inbox->Append(message, false);
+  auto uid = inbox->Append(Offered(fd.get(), bytes.size()), false);
   EXPECT_FALSE(uid.ok());
   struct stat after {};
   ASSERT_EQ(fstat(fd.get(), &after), 0);
+  // It was adopted before the failure: linked, and given the store's mode
+  // (0644 here) instead of the 0600 it was made with.
+  EXPECT_NE(after.st_mode & 07777, 0600u) << "never linked: the test proves nothing";
   EXPECT_EQ(after.st_nlink, 0u);
   EXPECT_TRUE(TmpFiles().empty());
 }
